@@ -1,0 +1,207 @@
+"""Visible checks for students, and the small tools hidden tests are built from.
+
+Students meet these right under an exercise::
+
+    check_close("nearest_unpool", my_out, expected)   # prints ✓ or ✗ with the first mismatch
+
+Hidden tests (in the instructor's solution notebook only) use :func:`forbidden` to make the built-ins
+that would answer an exercise raise while the student's function runs, and :func:`run_cases` to report
+which named case failed *without* quoting the test's code or its expected values in the feedback.
+
+Nothing here is the answer to a graded exercise.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+__all__ = [
+    "ForbiddenCallError",
+    "HiddenTestFailure",
+    "forbidden",
+    "run_cases",
+    "check_close",
+    "check_equal",
+    "check_shape",
+    "rel_error",
+]
+
+
+# --- capture what the checks rely on before any student code can monkeypatch it -----------------
+_isinstance = builtins.isinstance
+_allclose = torch.allclose
+_equal = torch.equal
+_setattr = builtins.setattr
+_getattr = builtins.getattr
+
+
+class ForbiddenCallError(RuntimeError):
+    """Raised when an exercise calls a built-in it is asked to implement itself."""
+
+
+class HiddenTestFailure(AssertionError):
+    """One or more named hidden-test cases failed; the message lists which and why."""
+
+
+def _resolve(dotted: str) -> tuple[Any, str, Any]:
+    """Split ``"torch.nn.functional.interpolate"`` into (owner object, attribute name, current value)."""
+    parts = dotted.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attr in parts[split:-1]:
+            owner = _getattr(owner, attr)
+        return owner, parts[-1], _getattr(owner, parts[-1])
+    raise ValueError(f"cannot resolve {dotted!r} to a module attribute")
+
+
+def _raiser(dotted: str, hint: str) -> Callable[..., Any]:
+    def forbidden_call(*args: Any, **kwargs: Any) -> Any:
+        raise ForbiddenCallError(f"`{dotted}` is not allowed in this exercise. {hint}".strip())
+
+    forbidden_call.__name__ = dotted.rsplit(".", 1)[-1]
+    return forbidden_call
+
+
+@contextlib.contextmanager
+def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Iterator[None]:
+    """Make the named built-ins raise :class:`ForbiddenCallError` inside the ``with`` block.
+
+    ``names`` are dotted paths such as ``"torch.nn.functional.interpolate"``, ``"torch.Tensor.max_unpool"``
+    or an ``nn.Module`` class like ``"torch.nn.Upsample"`` (its ``forward`` is made to raise).
+    Pass the notebook's ``globals()`` as ``namespace`` to also catch names imported directly
+    (``from torch.nn.functional import interpolate``). Everything is restored on exit.
+
+    This catches the honest mistake of calling the built-in an exercise asks you to write yourself;
+    it does not (and cannot) stop deliberate circumvention such as ``torch.ops.aten``.
+    """
+    restore: list[tuple[Any, str, Any]] = []
+    originals: dict[int, Callable[..., Any]] = {}
+    try:
+        for dotted in names:
+            owner, attr, value = _resolve(dotted)
+            if _isinstance(value, type) and issubclass(value, torch.nn.Module):
+                restore.append((value, "forward", value.__dict__.get("forward", value.forward)))
+                _setattr(value, "forward", _raiser(dotted, hint))
+                continue
+            replacement = _raiser(dotted, hint)
+            restore.append((owner, attr, value))
+            _setattr(owner, attr, replacement)
+            originals[id(value)] = replacement
+        if namespace is not None:
+            for key, value in list(namespace.items()):
+                if id(value) in originals:
+                    restore.append((namespace, key, value))
+                    namespace[key] = originals[id(value)]
+        yield
+    finally:
+        for owner, attr, value in reversed(restore):
+            if owner is namespace:
+                namespace[attr] = value
+            else:
+                _setattr(owner, attr, value)
+
+
+def run_cases(cases: Mapping[str, Callable[[], Any]] | Iterable[tuple[str, Callable[[], Any]]]) -> None:
+    """Run named test cases; raise one :class:`HiddenTestFailure` naming every case that failed.
+
+    A case passes when it returns without raising. An ``AssertionError`` contributes its message
+    (write messages that say what is wrong, e.g. "wrong output shape for a non-square input", never the
+    expected values); any other exception is reported as raised by the student's code. The raised error
+    carries no traceback into the test's own code, so nbgrader feedback cannot quote hidden tests.
+    """
+    items = list(cases.items()) if _isinstance(cases, Mapping) else list(cases)
+    failures: list[str] = []
+    for name, case in items:
+        try:
+            case()
+        except AssertionError as err:
+            failures.append(f"  ✗ {name}: {err or 'wrong result'}")
+        except Exception as err:  # noqa: BLE001 - any error from student code is a failed case
+            failures.append(f"  ✗ {name}: your code raised {type(err).__name__}: {err}")
+    if failures:
+        passed = len(items) - len(failures)
+        message = f"{passed}/{len(items)} hidden cases passed\n" + "\n".join(failures)
+        raise HiddenTestFailure(message).with_traceback(None) from None
+    print(f"✓ all {len(items)} hidden cases passed")
+
+
+# --- visible checks ---------------------------------------------------------------------------------
+def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest relative error ``|a - e| / max(1e-8, |a| + |e|)`` (the CS231n convention)."""
+    a = torch.as_tensor(actual, dtype=torch.float64)
+    e = torch.as_tensor(expected, dtype=torch.float64)
+    return float(((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-8)).max()) if a.numel() else 0.0
+
+
+def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Tensor) -> str:
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    return f"first mismatch at index {index}: got {actual[index].item():.6g}, expected {expected[index].item():.6g}"
+
+
+def check_shape(name: str, actual: Any, expected_shape: tuple[int, ...]) -> bool:
+    """Print ✓ when ``actual`` is a tensor of ``expected_shape``, else ✗ with what was wrong."""
+    if not _isinstance(actual, torch.Tensor):
+        print(f"✗ {name}: expected a torch.Tensor, got {type(actual).__name__}")
+        return False
+    if tuple(actual.shape) != tuple(expected_shape):
+        print(f"✗ {name}: shape {tuple(actual.shape)}, expected {tuple(expected_shape)}")
+        return False
+    print(f"✓ {name}: shape {tuple(actual.shape)}")
+    return True
+
+
+def check_close(
+    name: str, actual: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-6, hint: str = ""
+) -> bool:
+    """Compare a student's tensor with an expected one; print ✓ or ✗, relative error and a hint."""
+    expected = torch.as_tensor(expected)
+    if not check_shape(name, actual, tuple(expected.shape)):
+        if hint:
+            print(f"  hint: {hint}")
+        return False
+    a64, e64 = actual.detach().double().cpu(), expected.detach().double().cpu()
+    err = rel_error(a64, e64)
+    ok = bool(_allclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True))
+    if ok:
+        print(f"✓ {name}: values match (relative error {err:.2e})")
+        return True
+    bad = ~torch.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
+    print(f"✗ {name}: values differ (relative error {err:.2e}); {_first_mismatch(a64, e64, bad)}")
+    if hint:
+        print(f"  hint: {hint}")
+    return False
+
+
+def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "") -> bool:
+    """Exact comparison for integer tensors (label maps, indices) or plain Python values."""
+    if _isinstance(expected, torch.Tensor):
+        if not check_shape(name, actual, tuple(expected.shape)):
+            if hint:
+                print(f"  hint: {hint}")
+            return False
+        if actual.dtype != expected.dtype:
+            print(f"✗ {name}: dtype {actual.dtype}, expected {expected.dtype}")
+            if hint:
+                print(f"  hint: {hint}")
+            return False
+        if _equal(actual.cpu(), expected.cpu()):
+            print(f"✓ {name}: equal")
+            return True
+        print(f"✗ {name}: {_first_mismatch(actual.cpu(), expected.cpu(), actual.cpu() != expected.cpu())}")
+    else:
+        if actual == expected:
+            print(f"✓ {name}: {actual!r}")
+            return True
+        print(f"✗ {name}: got {actual!r}, expected {expected!r}")
+    if hint:
+        print(f"  hint: {hint}")
+    return False

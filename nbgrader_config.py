@@ -1,0 +1,50 @@
+"""nbgrader configuration for the Semantic Segmentation Labs.
+
+solutions/<lab>/<lab>.ipynb is the source of truth; `make labs` (nbgrader generate_assignment)
+writes the student version to labs/<lab>/<lab>.ipynb. Everything nbgrader writes while grading
+(gradebook, submitted/, autograded/, feedback/, the exchange) goes under grading/, which git ignores.
+
+Environment overrides (so one file serves a laptop, CI and a GPU grading machine):
+  SEGLAB_GRADING_DIR   where grading/ lives (default: next to this file)
+  SEGLAB_CELL_TIMEOUT  seconds one cell may run while autograding (default 120; raise it for lab 04
+                       with its full training budget, e.g. SEGLAB_CELL_TIMEOUT=900)
+"""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+HERE = Path(__file__).resolve().parent
+GRADING = Path(os.environ.get("SEGLAB_GRADING_DIR", HERE / "grading")).resolve()
+
+c.CourseDirectory.root = str(HERE)
+c.CourseDirectory.course_id = "seglabs"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "labs"
+c.CourseDirectory.submitted_directory = str(GRADING / "submitted")
+c.CourseDirectory.autograded_directory = str(GRADING / "autograded")
+c.CourseDirectory.feedback_directory = str(GRADING / "feedback")
+c.CourseDirectory.db_url = f"sqlite:///{GRADING / 'gradebook.db'}"
+# Only the notebook itself is released; data are generated on first use by helpers.data.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.pt", "*.json"]
+
+c.Exchange.root = str(GRADING / "exchange")
+
+# Per-cell limit while autograding. Both names are set: which one nbgrader honours has varied by version.
+_timeout = int(os.environ.get("SEGLAB_CELL_TIMEOUT", "120"))
+c.Execute.timeout = _timeout
+c.ExecutePreprocessor.timeout = _timeout
+c.Execute.interrupt_on_timeout = True
+
+# Hidden tests never reach students: strip their source from generated feedback (nbgrader shows it by default).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# Student versions: solution regions become a NotImplementedError stub; outputs are never shipped.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ClearOutput.enabled = True
