@@ -2,7 +2,10 @@
 
 Students meet these right under an exercise::
 
-    check_close("nearest_unpool", my_out, expected)   # prints ✓ or ✗ with the first mismatch
+    check_close("nearest_unpool", my_out, expected)   # prints ✓, or ✗ with the first mismatch and a hint
+
+A failed visible check prints what is wrong and then raises :class:`CheckFailed` (an ``AssertionError``),
+so the cell shows red and nbgrader's *Validate* button reports it; pass ``strict=False`` to only print.
 
 Hidden tests (in the instructor's solution notebook only) use :func:`forbidden` to make the built-ins
 that would answer an exercise raise while the student's function runs, and :func:`run_cases` to report
@@ -24,6 +27,7 @@ import torch
 __all__ = [
     "ForbiddenCallError",
     "HiddenTestFailure",
+    "CheckFailed",
     "forbidden",
     "run_cases",
     "check_close",
@@ -43,6 +47,10 @@ _getattr = builtins.getattr
 
 class ForbiddenCallError(RuntimeError):
     """Raised when an exercise calls a built-in it is asked to implement itself."""
+
+
+class CheckFailed(AssertionError):
+    """A visible check failed; the printed lines above it say what is wrong."""
 
 
 class HiddenTestFailure(AssertionError):
@@ -147,7 +155,7 @@ def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Ten
     return f"first mismatch at index {index}: got {actual[index].item():.6g}, expected {expected[index].item():.6g}"
 
 
-def check_shape(name: str, actual: Any, expected_shape: tuple[int, ...]) -> bool:
+def _check_shape(name: str, actual: Any, expected_shape: tuple[int, ...], quiet: bool = False) -> bool:
     """Print ✓ when ``actual`` is a tensor of ``expected_shape``, else ✗ with what was wrong."""
     if not _isinstance(actual, torch.Tensor):
         print(f"✗ {name}: expected a torch.Tensor, got {type(actual).__name__}")
@@ -155,16 +163,15 @@ def check_shape(name: str, actual: Any, expected_shape: tuple[int, ...]) -> bool
     if tuple(actual.shape) != tuple(expected_shape):
         print(f"✗ {name}: shape {tuple(actual.shape)}, expected {tuple(expected_shape)}")
         return False
-    print(f"✓ {name}: shape {tuple(actual.shape)}")
+    if not quiet:
+        print(f"✓ {name}: shape {tuple(actual.shape)}")
     return True
 
 
-def check_close(
-    name: str, actual: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-6, hint: str = ""
-) -> bool:
+def _check_close(name: str, actual: Any, expected: Any, *, rtol: float, atol: float, hint: str) -> bool:
     """Compare a student's tensor with an expected one; print ✓ or ✗, relative error and a hint."""
     expected = torch.as_tensor(expected)
-    if not check_shape(name, actual, tuple(expected.shape)):
+    if not _check_shape(name, actual, tuple(expected.shape), quiet=True):
         if hint:
             print(f"  hint: {hint}")
         return False
@@ -181,10 +188,10 @@ def check_close(
     return False
 
 
-def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "") -> bool:
+def _check_equal(name: str, actual: Any, expected: Any, *, hint: str) -> bool:
     """Exact comparison for integer tensors (label maps, indices) or plain Python values."""
     if _isinstance(expected, torch.Tensor):
-        if not check_shape(name, actual, tuple(expected.shape)):
+        if not _check_shape(name, actual, tuple(expected.shape), quiet=True):
             if hint:
                 print(f"  hint: {hint}")
             return False
@@ -205,3 +212,33 @@ def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "") -> boo
     if hint:
         print(f"  hint: {hint}")
     return False
+
+
+def _verdict(ok: bool, name: str, strict: bool) -> bool:
+    if not ok and strict:
+        raise CheckFailed(f"visible check failed: {name} (see the lines printed above)").with_traceback(None) from None
+    return ok
+
+
+def check_shape(name: str, actual: Any, expected_shape: tuple[int, ...], *, strict: bool = True) -> bool:
+    """Print ✓ when ``actual`` is a tensor of ``expected_shape``, else ✗ with what was wrong."""
+    return _verdict(_check_shape(name, actual, expected_shape), name, strict)
+
+
+def check_close(
+    name: str,
+    actual: Any,
+    expected: Any,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    hint: str = "",
+    strict: bool = True,
+) -> bool:
+    """Compare a student's tensor with an expected one; print ✓ or ✗, relative error and a hint."""
+    return _verdict(_check_close(name, actual, expected, rtol=rtol, atol=atol, hint=hint), name, strict)
+
+
+def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "", strict: bool = True) -> bool:
+    """Exact comparison for integer tensors (label maps, indices) or plain Python values."""
+    return _verdict(_check_equal(name, actual, expected, hint=hint), name, strict)
