@@ -1,0 +1,78 @@
+# Semantic Segmentation Labs — every set-up and test step. `make help` lists the targets.
+# Two commands do everything on a fresh machine:  make lab   (set up and open the labs)
+#                                                 make test  (set up and run every test)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP_ARGS ?=
+ARGS ?=
+PYTEST_ARGS ?=
+JOBS ?= 2
+# Run grading commands with the venv first on PATH: nbgrader calls `alembic`, Jupyter finds the venv's kernel.
+export PATH := $(abspath $(BIN)):$(PATH)
+export MPLBACKEND ?= Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help install lab kernel labs test test-full test-fast lint format bench release-ids clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  Variables: ARGS (passed to jupyter lab, e.g. ARGS=--no-browser), PYTEST_ARGS, JOBS (parallel workers, default 2),"
+	@echo "             PIP_ARGS (e.g. PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu' for a CPU-only torch)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the dependency lists change.
+$(VENV)/.stamp-install: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' $(PIP_ARGS)
+	touch $@
+
+install: $(VENV)/.stamp-install ## create .venv and install the course with the tested pins
+
+kernel: install ## register the .venv as a Jupyter kernel "Python (seglabs)" for other Jupyter installs
+	$(PY) -m ipykernel install --user --name seglabs --display-name "Python (seglabs)"
+
+lab: install kernel ## set up, then start JupyterLab on labs/ (headless: make lab ARGS=--no-browser)
+	$(BIN)/jupyter lab --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+
+labs: install ## regenerate labs/ (student versions) from solutions/ with nbgrader generate_assignment
+	@for src in solutions/*/; do lab=$$(basename $$src); \
+	  echo "generate_assignment $$lab"; \
+	  $(BIN)/nbgrader generate_assignment $$lab --force --log-level=WARN || exit 1; \
+	done
+
+release-ids: ## record the grade_ids of all labs as released (run once when releasing; see README)
+	$(PY) -c "import json, sys; sys.path.insert(0, 'tests'); from labtools import *; \
+	  json.dump({lab: {c.grade_id: c.points for c in graded_cells(read(solution_path(lab)))} for lab in lab_names()}, \
+	  open('tests/grade_ids.json', 'w'), indent=2, sort_keys=True); print('wrote tests/grade_ids.json')"
+
+lint: install ## ruff: lint Python files and notebooks
+	$(BIN)/ruff check .
+
+format: install ## ruff: format Python files
+	$(BIN)/ruff format helpers tests benchmarks tools
+
+test: install ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
+	$(BIN)/ruff check .
+	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+test-fast: install ## unit tests and static checks only (no notebooks, no grading)
+	$(BIN)/ruff check .
+	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
+
+test-full: install ## every test with the students' real training budgets (slow)
+	$(BIN)/ruff check .
+	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
+
+bench: install ## run the benchmarks (prints ratios against their references)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## remove generated data, grading folders and caches (keeps .venv)
+	rm -rf grading data/scenes* .pytest_cache .ruff_cache screenshots
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

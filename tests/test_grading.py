@@ -1,0 +1,197 @@
+"""The grading pipeline end to end, for every lab, with nbgrader's real commands.
+
+One batch per lab, in a throw-away course directory, holds these "students":
+
+- ``solution``: the instructor's solution submitted as a student -> full marks on every autograded cell;
+- ``blank``: the untouched student version -> 0 on every autograded cell, and the grader does not crash;
+- ``stub-<grade_id>``: the solution with exactly one answer cell replaced by its stub -> strictly less than full
+  (so every graded answer is caught when wrong), and at least one such submission scores strictly between 0 and full;
+- ``loop``: an infinite loop in the first answer cell -> that cell times out and its part scores 0, while the rest
+  of the batch is still graded;
+- ``corrupt``: a notebook file that is not JSON -> reported with the student's name; the batch goes on.
+
+Then ``nbgrader generate_feedback`` must show which tests failed and why, but never the source of hidden tests.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from labtools import (
+    answer_code_cells,
+    graded_cells,
+    hidden_test_lines,
+    lab_names,
+    make_course,
+    nbgrader,
+    nbgrader_env,
+    nbgrader_meta,
+    read,
+    solution_path,
+)
+from nbgrader.api import Gradebook
+
+CELL_TIMEOUT_S = 20  # per cell while grading in tests; every CI-budget cell runs well below this
+LOOP = "while True:  # a student's infinite loop\n    pass\n"
+
+LABS = [pytest.param(lab, marks=pytest.mark.xdist_group(f"grading-{lab}")) for lab in lab_names()]
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Batch:
+    lab: str
+    course: Path
+    grading: Path
+    autograde_log: str
+    scores: dict  # student -> {grade_id: auto_score} for autograded test cells; missing when ungraded
+    max_scores: dict  # grade_id -> points of autograded test cells
+    stubbed: list  # grade_ids of answer cells, one stub-<id> student each
+
+
+def _write(nb, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def _submissions(lab: str, course: Path, submitted: Path) -> list[str]:
+    solution = read(solution_path(lab))
+    release = read(course / "labs" / lab / f"{lab}.ipynb")
+    stub_source = {nbgrader_meta(c)["grade_id"]: c.source for c in release.cells if nbgrader_meta(c)}
+
+    def submit(student: str, nb) -> None:
+        _write(nb, submitted / student / lab / f"{lab}.ipynb")
+
+    submit("solution", solution)
+    submit("blank", release)
+    answers = answer_code_cells(solution)
+    for grade_id in answers:
+        variant = read(solution_path(lab))
+        for cell in variant.cells:
+            if nbgrader_meta(cell).get("grade_id") == grade_id:
+                cell.source = stub_source[grade_id]
+        submit(f"stub-{grade_id}", variant)
+    looping = read(solution_path(lab))
+    for cell in looping.cells:
+        if nbgrader_meta(cell).get("grade_id") == answers[0]:
+            cell.source = LOOP + cell.source
+    submit("loop", looping)
+    corrupt = submitted / "corrupt" / lab / f"{lab}.ipynb"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_text('{"cells": [ this is not JSON')
+    return answers
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    cache: dict[str, Batch] = {}
+
+    def grade(lab: str) -> Batch:
+        if lab in cache:
+            return cache[lab]
+        tmp = tmp_path_factory.mktemp(f"grade-{lab}")
+        course = make_course(tmp, [lab])
+        grading = tmp / "grading"
+        env = nbgrader_env(grading_dir=grading)
+        env["SEGLAB_CELL_TIMEOUT"] = str(CELL_TIMEOUT_S)
+        gen = nbgrader(["generate_assignment", lab, "--force"], cwd=course, env=env, timeout=300)
+        assert gen.returncode == 0, f"generate_assignment failed:\n{gen.stdout}\n{gen.stderr}"
+        stubbed = _submissions(lab, course, grading / "submitted")
+        run = nbgrader(["autograde", lab, "--force"], cwd=course, env=env, timeout=1800)
+        log = run.stdout + run.stderr
+        solution = read(solution_path(lab))
+        max_scores = {c.grade_id: c.points for c in graded_cells(solution) if c.autograded}
+        scores = {}
+        with Gradebook(f"sqlite:///{grading / 'gradebook.db'}") as gb:
+            for student in gb.students:
+                try:
+                    submission = gb.find_submission_notebook(lab, lab, student.id)
+                except Exception:  # noqa: BLE001 - no graded notebook for this student
+                    continue
+                scores[student.id] = {g.name: g.auto_score for g in submission.grades if g.name in max_scores}
+        cache[lab] = Batch(lab, course, grading, log, scores, max_scores, stubbed)
+        return cache[lab]
+
+    return grade
+
+
+def _total(batch: Batch, student: str) -> float:
+    assert student in batch.scores, f"{batch.lab}: {student} was not graded\n{batch.autograde_log[-3000:]}"
+    return sum(score or 0.0 for score in batch.scores[student].values())
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_solution_scores_full_marks(lab, graded):
+    batch = graded(lab)
+    for grade_id, points in batch.max_scores.items():
+        got = batch.scores.get("solution", {}).get(grade_id)
+        assert got == points, (
+            f"{lab}: the solution scored {got} of {points} on {grade_id}\n{batch.autograde_log[-3000:]}"
+        )
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_untouched_student_version_scores_zero(lab, graded):
+    batch = graded(lab)
+    assert _total(batch, "blank") == 0, f"{lab}: the untouched notebook scored {batch.scores['blank']}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_answer_is_caught_when_wrong(lab, graded):
+    batch = graded(lab)
+    full = sum(batch.max_scores.values())
+    uncaught = [g for g in batch.stubbed if _total(batch, f"stub-{g}") >= full]
+    assert not uncaught, f"{lab}: replacing these answers by their stub still scores full marks: {uncaught}"
+    partial = [g for g in batch.stubbed if 0 < _total(batch, f"stub-{g}") < full]
+    assert partial, f"{lab}: no submission with one wrong answer scored strictly between 0 and {full}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_infinite_loop_times_out_and_batch_goes_on(lab, graded):
+    batch = graded(lab)
+    assert "loop" in batch.scores, (
+        f"{lab}: the looping submission was not graded\n{batch.autograde_log[-3000:]}"
+    )
+    assert _total(batch, "loop") < sum(batch.max_scores.values()), (
+        f"{lab}: an infinite loop scored full marks"
+    )
+    assert re.search(r"timed? ?out|Timeout", batch.autograde_log, re.I), f"{lab}: no timeout was reported"
+    # Graded after the looping and the corrupt student (alphabetical order): the batch went on.
+    assert "solution" in batch.scores and any(s.startswith("stub-") for s in batch.scores)
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_corrupt_notebook_is_reported_by_name_and_does_not_stop_the_batch(lab, graded):
+    batch = graded(lab)
+    assert "corrupt" not in batch.scores or not batch.scores["corrupt"], f"{lab}: a corrupt file got a score"
+    assert re.search(r"corrupt", batch.autograde_log), f"{lab}: the corrupt submission's student is not named"
+    assert set(batch.scores) >= {"blank", "loop", "solution"}, f"{lab}: the batch stopped at the corrupt file"
+
+
+def _visible_text(html_text: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_feedback_explains_failures_without_hidden_tests(lab, graded):
+    batch = graded(lab)
+    env = nbgrader_env(grading_dir=batch.grading)
+    run = nbgrader(["generate_feedback", lab, "--force"], cwd=batch.course, env=env, timeout=600)
+    feedback = batch.grading / "feedback"
+    stub_student = f"stub-{batch.stubbed[0]}"
+    pages = {s: feedback / s / lab / f"{lab}.html" for s in ("solution", "blank", stub_student)}
+    missing = [s for s, p in pages.items() if not p.exists()]
+    assert not missing, f"{lab}: no feedback for {missing}\n{run.stdout}\n{run.stderr}"
+    hidden = hidden_test_lines(read(solution_path(lab)))
+    for student, page in pages.items():
+        text = _visible_text(page.read_text())
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{lab}: feedback for {student} shows hidden-test source, e.g. {leaked[0]!r}"
+    assert "NotImplementedError" in _visible_text(pages[stub_student].read_text()), (
+        f"{lab}: feedback for a stubbed answer does not say why the test failed"
+    )
