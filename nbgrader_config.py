@@ -17,6 +17,7 @@ c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this 
 
 HERE = Path(__file__).resolve().parent
 GRADING = Path(os.environ.get("SEGLAB_GRADING_DIR", HERE / "grading")).resolve()
+GRADING.mkdir(parents=True, exist_ok=True)  # sqlite cannot create the gradebook's folder itself
 
 c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.course_id = "seglabs"
