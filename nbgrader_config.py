@@ -37,6 +37,9 @@ _timeout = int(os.environ.get("SEGLAB_CELL_TIMEOUT", "120"))
 c.Execute.timeout = _timeout
 c.ExecutePreprocessor.timeout = _timeout
 c.Execute.interrupt_on_timeout = True
+# Tracebacks without source lines while grading: IPython would otherwise quote the hidden-test code around a
+# failing line in the feedback. Hidden tests report what went wrong through their messages (helpers.checks.run_cases).
+c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
 
 # Hidden tests never reach students: strip their source from generated feedback (nbgrader shows it by default).
 c.GenerateFeedback.preprocessors = [

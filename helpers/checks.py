@@ -49,11 +49,18 @@ class ForbiddenCallError(RuntimeError):
     """Raised when an exercise calls a built-in it is asked to implement itself."""
 
 
-class CheckFailed(AssertionError):
+class _MessageOnly(AssertionError):
+    """An AssertionError that IPython renders as its message alone, without quoting any cell source."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for custom traceback rendering
+        return [f"{type(self).__name__}: {line}" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
+
+
+class CheckFailed(_MessageOnly):
     """A visible check failed; the printed lines above it say what is wrong."""
 
 
-class HiddenTestFailure(AssertionError):
+class HiddenTestFailure(_MessageOnly):
     """One or more named hidden-test cases failed; the message lists which and why."""
 
 

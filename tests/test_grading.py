@@ -168,7 +168,8 @@ def test_infinite_loop_times_out_and_batch_goes_on(lab, graded):
 @pytest.mark.parametrize("lab", LABS)
 def test_corrupt_notebook_is_reported_by_name_and_does_not_stop_the_batch(lab, graded):
     batch = graded(lab)
-    assert "corrupt" not in batch.scores or not batch.scores["corrupt"], f"{lab}: a corrupt file got a score"
+    corrupt = batch.scores.get("corrupt", {})
+    assert all(score is None for score in corrupt.values()), f"{lab}: a corrupt file got a score {corrupt}"
     assert re.search(r"corrupt", batch.autograde_log), f"{lab}: the corrupt submission's student is not named"
     assert set(batch.scores) >= {"blank", "loop", "solution"}, f"{lab}: the batch stopped at the corrupt file"
 
@@ -192,6 +193,8 @@ def test_feedback_explains_failures_without_hidden_tests(lab, graded):
         text = _visible_text(page.read_text())
         leaked = [line for line in hidden if line in text]
         assert not leaked, f"{lab}: feedback for {student} shows hidden-test source, e.g. {leaked[0]!r}"
-    assert "NotImplementedError" in _visible_text(pages[stub_student].read_text()), (
+    # The lab's own text may mention NotImplementedError; the stubbed answer's feedback must add the failure.
+    mentions = {s: _visible_text(p.read_text()).count("NotImplementedError") for s, p in pages.items()}
+    assert mentions[stub_student] > mentions["solution"], (
         f"{lab}: feedback for a stubbed answer does not say why the test failed"
     )
