@@ -116,3 +116,23 @@ def test_make_lab_starts_jupyterlab_headless(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_installs_beside_an_existing_torch_without_replacing_it():
+    """JupyterHub/Colab path: `pip install -e .` without our pins keeps the torch that is already there."""
+    import json
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "-e", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"pip could not resolve the package's ranges:\n{result.stderr[-2000:]}"
+    to_install = [item["metadata"]["name"].lower() for item in json.loads(result.stdout)["install"]]
+    assert "torch" not in to_install and "torchvision" not in to_install, (
+        f"installing the course would replace the existing torch: {to_install}"
+    )
+    assert "seglabs" in to_install
