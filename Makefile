@@ -13,9 +13,11 @@ JOBS ?= 2
 # Run grading commands with the venv first on PATH: nbgrader calls `alembic`, Jupyter finds the venv's kernel.
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND ?= Agg
+# The browser tests drive Debian's Chromium (never Playwright's own download).
+CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab kernel labs test test-full test-fast lint format bench release-ids clean
+.PHONY: help install lab kernel labs test test-full test-fast test-ui lint format bench release-ids clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,7 +58,7 @@ lint: install ## ruff: lint Python files and notebooks
 format: install ## ruff: format Python files
 	$(BIN)/ruff format helpers tests benchmarks tools
 
-test: install ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
+test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
 	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
@@ -64,6 +66,20 @@ test: install ## set up, then run every test with the small CI budget (under 15 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
+
+test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)
+	SEGLAB_BUDGET=ci $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests, installed through apt-get when missing.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+	  echo "The browser tests need Chromium at $(CHROMIUM). Install it (Debian/Ubuntu: sudo apt-get install chromium)"; \
+	  echo "or point to one: make test CHROMIUM=/path/to/chromium. make test-fast runs everything else."; \
+	  exit 1; \
+	fi
 
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
