@@ -1,0 +1,274 @@
+"""Synthetic submissions for the grading tests and benchmark: correct, partially wrong, blank, hostile, tampered.
+
+Every builder works for any lab (it reads the solution and the generated student version); nothing names a lab.
+Hostile code is prepended to the lab's first answer cell, so a submission that survives the attack still
+defines the right function: its score then shows the attack changed nothing. Every attack is bounded (6 GB
+against a 2 GB cap, 200 forks against a cap of 64, 100 MB of output, loops stopped by the time limits), so a
+sandbox failure cannot take the machine down.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from labtools import answer_code_cells, nbgrader_meta, read, solution_path
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What an attack aims at: real paths of the course being graded."""
+
+    course: Path  # the course folder
+    gradebook: Path  # the real gradebook
+    other_submission: Path  # another student's submitted notebook
+    canary: Path  # a file outside the course that must stay unchanged
+
+
+# Each attack prints ESCAPED when it achieved something it must not; the tests look for that word.
+ATTACKS: dict[str, str] = {
+    "delete_files": """
+import os, shutil
+for _victim in [{canary!r}, {other!r}, {config!r}]:
+    try:
+        os.remove(_victim); print("ESCAPED: deleted", _victim)
+    except OSError as _err:
+        print("blocked:", type(_err).__name__)
+for _folder in [{submitted!r}, {course!r}]:
+    shutil.rmtree(_folder, ignore_errors=True)
+    print("ESCAPED: removed " + _folder if not os.path.exists(_folder) else "blocked: rmtree")
+for _name in os.listdir("."):  # its own scratch folder: allowed, harmless
+    shutil.rmtree(_name, ignore_errors=True) if os.path.isdir(_name) else os.remove(_name)
+""",
+    "overwrite_gradebook": """
+import glob, os
+_targets = [{gradebook!r}, "../grading/gradebook.db", "../../grading/gradebook.db", "gradebook.db"]
+_targets += glob.glob("/tmp/seglabs-grade-*/job-*/grading/gradebook.db")
+for _path in _targets:
+    try:
+        with open(_path, "r+b") as _fh:
+            _fh.write(b"garbage"); print("ESCAPED: overwrote", _path)
+    except OSError as _err:
+        print("blocked:", type(_err).__name__)
+try:
+    os.kill(os.getppid(), 9); print("ESCAPED: killed the grader")
+except OSError as _err:
+    print("blocked:", type(_err).__name__)
+""",
+    "read_others": """
+import glob
+_paths = [{other!r}, {solution!r}] + glob.glob({submitted!r} + "/*/*/*.ipynb")
+_paths += glob.glob("/tmp/seglabs-grade-*/job-*/grading/submitted/*/*/*.ipynb")
+_paths += glob.glob("/tmp/seglabs-grade-*/job-*/course/source/*/*")
+for _path in _paths:
+    try:
+        with open(_path) as _fh:
+            _fh.read(); print("ESCAPED: read", _path)
+    except OSError as _err:
+        print("blocked:", type(_err).__name__)
+""",
+    "sys_exit": """
+import sys
+def _leave():
+    sys.exit(3)
+""",
+    "kill_kernel": """
+import os
+os.kill(os.getpid(), 9)
+""",
+    "fork_past_cap": """
+import os, time
+_children = []
+try:
+    for _ in range(200):
+        _pid = os.fork()
+        if _pid == 0:
+            time.sleep(120)
+            os._exit(0)
+        _children.append(_pid)
+    print("ESCAPED: forked 200")
+except OSError as _err:
+    print("blocked after", len(_children), "forks:", type(_err).__name__)
+""",
+    "allocate_past_cap": """
+try:
+    _big = bytearray(6 * 1024**3); print("ESCAPED: allocated 6 GB"); del _big
+except MemoryError:
+    print("blocked: MemoryError")
+""",
+    "print_100mb": """
+_line = "x" * (1 << 20)
+for _ in range(100):
+    print(_line)
+""",
+    "infinite_loop": """
+while True:  # interrupted by the per-cell time limit
+    pass
+""",
+    "loop_ignoring_interrupt": """
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:  # ignores the cell limit's interrupt: only the notebook limit can stop it
+    pass
+""",
+}
+
+# Whether an attack leaves the answer cell intact (the function is still defined after it).
+ATTACK_KEEPS_ANSWER = {
+    "delete_files": True,
+    "overwrite_gradebook": True,
+    "read_others": True,
+    "sys_exit": True,
+    "kill_kernel": False,
+    "fork_past_cap": True,
+    "allocate_past_cap": True,
+    "print_100mb": True,
+    "infinite_loop": False,
+    "loop_ignoring_interrupt": False,
+}
+
+
+def _cell(nb, grade_id: str):
+    for cell in nb.cells:
+        if nbgrader_meta(cell).get("grade_id") == grade_id:
+            return cell
+    raise KeyError(grade_id)
+
+
+def test_cell_ids(nb) -> list[str]:
+    """grade_ids of autograded test cells, in notebook order."""
+    return [
+        nbgrader_meta(c)["grade_id"]
+        for c in nb.cells
+        if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution") and c.cell_type == "code"
+    ]
+
+
+test_cell_ids.__test__ = False  # a helper, not a pytest test
+
+
+def correct(lab: str, release: Path):
+    return read(solution_path(lab))
+
+
+def blank(lab: str, release: Path):
+    return read(release)
+
+
+def partial(lab: str, release: Path):
+    """The solution with its first answer replaced by the stub: strictly between 0 and full marks."""
+    nb = read(solution_path(lab))
+    stub = read(release)
+    first = answer_code_cells(nb)[0]
+    _cell(nb, first).source = _cell(stub, first).source
+    return nb
+
+
+def hostile(lab: str, release: Path, attack: str, targets: Targets):
+    nb = read(solution_path(lab))
+    code = ATTACKS[attack].format(
+        canary=str(targets.canary),
+        other=str(targets.other_submission),
+        config=str(targets.course / "nbgrader_config.py"),
+        submitted=str(targets.gradebook.parent / "submitted"),
+        course=str(targets.course),
+        gradebook=str(targets.gradebook),
+        solution=str(targets.course / "solutions" / lab / f"{lab}.ipynb"),
+    )
+    if attack == "sys_exit":
+        code += "_leave()\n"  # exit at the end of the cell, after the answer is defined
+        cell = _cell(nb, answer_code_cells(nb)[0])
+        cell.source = cell.source + "\n" + code
+        return nb
+    cell = _cell(nb, answer_code_cells(nb)[0])
+    cell.source = code.lstrip() + "\n" + cell.source
+    return nb
+
+
+def tampered(lab: str, release: Path, how: str):
+    """Cell-level tampering a student can do by hand in the notebook's JSON."""
+    nb = read(solution_path(lab))
+    tests = test_cell_ids(nb)
+    if how == "test_cell_deleted":
+        nb.cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") != tests[0]]
+    elif how == "test_metadata_stripped":
+        _cell(nb, tests[-1]).metadata.pop("nbgrader")
+    elif how == "test_points_changed":
+        meta = _cell(nb, tests[0]).metadata["nbgrader"]
+        meta["points"] = float(meta["points"]) * 100
+    elif how == "test_unlocked":
+        _cell(nb, tests[0]).metadata["nbgrader"]["locked"] = False
+    elif how == "duplicate_grade_id":
+        answer = answer_code_cells(nb)[0]
+        index = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == answer)
+        pasted = copy.deepcopy(
+            nb.cells[index]
+        )  # JupyterLab's copy-paste: a new cell id, the same nbgrader metadata
+        if "id" in pasted:
+            pasted["id"] = f"{pasted['id'][:20]}-copy"
+        nb.cells.insert(index, pasted)
+    elif how == "test_source_emptied":
+        # nbgrader restores a test cell's source from the gradebook: with the stub answer this must score 0 there.
+        stub = read(release)
+        first = answer_code_cells(nb)[0]
+        _cell(nb, first).source = _cell(stub, first).source
+        _cell(nb, tests[0]).source = "pass"
+    else:
+        raise ValueError(how)
+    return nb
+
+
+TAMPERING = [
+    "test_cell_deleted",
+    "test_metadata_stripped",
+    "test_points_changed",
+    "test_unlocked",
+    "duplicate_grade_id",
+    "test_source_emptied",
+]
+
+
+def _dumps(nb) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def submit(nb, submitted: Path, student: str, lab: str) -> Path:
+    path = submitted / student / lab / f"{lab}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dumps(nb))
+    return path
+
+
+def corrupt(submitted: Path, student: str, lab: str) -> Path:
+    path = submitted / student / lab / f"{lab}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"cells": [ this is not JSON')
+    return path
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def released_course(root: Path, lab: str) -> Path:
+    """A throw-away course in ``root/course`` with ``lab`` generated by nbgrader (gradebook included).
+
+    ``nbgrader generate_assignment`` runs once per test process and lab; later calls copy that template.
+    The caller must point ``SEGLAB_GRADING_DIR`` at ``root/course/grading`` while using it.
+    """
+    import shutil
+    import tempfile
+
+    from labtools import make_course, nbgrader, nbgrader_env
+
+    if lab not in _TEMPLATES:
+        template_root = Path(tempfile.mkdtemp(prefix="seglabs-template-"))
+        template = make_course(template_root, [lab])
+        env = nbgrader_env(grading_dir=template / "grading")
+        run = nbgrader(["generate_assignment", lab, "--force"], cwd=template, env=env, timeout=600)
+        assert run.returncode == 0, f"generate_assignment failed:\n{run.stdout}\n{run.stderr}"
+        _TEMPLATES[lab] = template
+    course = root / "course"
+    shutil.copytree(_TEMPLATES[lab], course)
+    return course

@@ -1,0 +1,275 @@
+"""Hostile submissions against ``course grade``: the gradebook and every other file survive, every case is explained.
+
+One batch of lab 00 (the fastest lab) is graded in a throw-away course under /tmp (world-traversable, as a
+course folder usually is, so only the sandbox stands between a submission and the files). It holds:
+
+- ``alice``: an honest solution graded *before* the batch; her gradebook rows must not change;
+- one submission per attack in ``submissions.ATTACKS`` (delete files, overwrite the gradebook, read other
+  submissions, ``sys.exit``, kill the kernel, fork past the process cap, allocate past the memory cap,
+  print 100 MB, an infinite loop, a loop that ignores the interrupt);
+- one per tampering in ``submissions.TAMPERING`` (test cell deleted, metadata stripped, points or lock changed,
+  a duplicated grade_id, a test cell's source emptied) and a corrupt file.
+
+Every attack is bounded (6 GB against a 2 GB cap, 200 forks against 64, 100 MB of output against a 2 MB cap,
+loops against 20 s per cell), so a sandbox failure cannot take the machine down. The test ends with the figure
+"N hostile submissions, N graded or scored 0 with a reason, 0 gradebook rows lost, 0 files outside the sandbox
+changed".
+
+Attacks on files need the grader to run as root (it then switches the kernel to an unprivileged user); as a
+normal user they are skipped: the kernel would have the grader's own rights.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import submissions as subs
+from labtools import lab_names
+
+from helpers import course as course_mod
+from helpers import sandbox
+
+LAB = "00_getting_started"
+FILE_ATTACKS = {"delete_files", "overwrite_gradebook", "read_others", "fork_past_cap"}
+LIMITS = sandbox.Limits(
+    cell_timeout=20,
+    notebook_timeout=180,
+    memory_mb=2048,
+    max_procs=64,
+    output_mb=2,
+    threads=1,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("course-grading"),
+    pytest.mark.skipif(LAB not in lab_names(), reason=f"{LAB} is not present"),
+]
+
+# What each hostile submission must end as: its status, and its score (None: any score below full marks).
+EXPECTED = {
+    "delete_files": ("graded", 10.0),
+    "overwrite_gradebook": ("graded", 10.0),
+    "read_others": ("graded", 10.0),
+    "sys_exit": ("graded", 10.0),
+    "kill_kernel": ("ungraded: kernel died", 0.0),
+    "fork_past_cap": ("graded", 10.0),
+    "allocate_past_cap": ("graded", 10.0),
+    "print_100mb": ("graded", 10.0),
+    "infinite_loop": ("graded", None),
+    "loop_ignoring_interrupt": ("ungraded: timed out", 0.0),
+    "test_cell_deleted": ("tampered: test cell removed", 0.0),
+    "test_metadata_stripped": ("tampered: test cell removed", 0.0),
+    "test_points_changed": ("tampered: test cell metadata changed", 0.0),
+    "test_unlocked": ("tampered: test cell metadata changed", 0.0),
+    "duplicate_grade_id": ("tampered: duplicate grade_id", 0.0),
+    "test_source_emptied": ("graded", None),
+    "corrupt": ("ungraded: corrupt notebook", 0.0),
+}
+
+
+def _digest_tree(root: Path, skip) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if skip(rel) or path.is_dir():
+            continue
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "special"
+    return out
+
+
+def _grading_output(rel: str) -> bool:
+    """What grading itself is meant to write in the course folder."""
+    return (
+        rel.startswith("grading/gradebook.db")
+        or rel == "grading/status.json"
+        or rel.startswith("grading/autograded")
+        or rel.startswith("grading/feedback")
+        or rel.startswith("grading/grades")
+    )
+
+
+def _gradebook_rows(db: Path) -> dict[tuple[str, str], float | None]:
+    from nbgrader.api import Gradebook
+
+    rows = {}
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                for snb in sub.notebooks:
+                    for g in snb.grades:
+                        rows[(sub.student.id, g.name)] = g.auto_score
+    return rows
+
+
+def _outputs_text(path: Path) -> str:
+    nb = json.loads(path.read_text())
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "")
+            parts.append("".join(text) if isinstance(text, list) else text)
+            parts.extend(str(v) for v in out.get("data", {}).values())
+            parts.extend(out.get("traceback", []))
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    root = Path(tempfile.mkdtemp(prefix="seglabs-hostile-", dir="/tmp"))
+    os.chmod(root, 0o755)  # like a course checkout: other users may traverse it
+    canary_dir = Path(tempfile.mkdtemp(prefix="seglabs-canary-", dir="/tmp"))
+    os.chmod(canary_dir, 0o755)
+    canary = canary_dir / "canary.txt"
+    canary.write_text("must survive grading\n")
+    os.chmod(canary, 0o644)
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("SEGLAB_GRADING_DIR", str(root / "course" / "grading"))
+        mp.setenv("SEGLAB_BUDGET", "ci")
+        path = subs.released_course(root, LAB)
+        course = course_mod.load_course(path)
+        release = course.release / LAB / f"{LAB}.ipynb"
+        subs.submit(subs.correct(LAB, release), course.submitted, "alice", LAB)
+        first = course_mod.grade(course, LAB, students=["alice"], limits=LIMITS, progress=False)
+        assert [r["status"] for r in first.results] == ["graded"], first.results
+
+        targets = subs.Targets(
+            course=course.root,
+            gradebook=course.db_path,
+            other_submission=course.submission_dir("alice", LAB) / f"{LAB}.ipynb",
+            canary=canary,
+        )
+        hostile = [a for a in subs.ATTACKS if sandbox.is_root() or a not in FILE_ATTACKS]
+        for attack in hostile:
+            subs.submit(subs.hostile(LAB, release, attack, targets), course.submitted, attack, LAB)
+        for how in subs.TAMPERING:
+            subs.submit(subs.tampered(LAB, release, how), course.submitted, how, LAB)
+        subs.corrupt(course.submitted, "corrupt", LAB)
+        students = hostile + list(subs.TAMPERING) + ["corrupt"]
+
+        rows_before = _gradebook_rows(course.db_path)
+        tree_before = _digest_tree(course.root, _grading_output)
+        canary_before = _digest_tree(canary_dir, lambda rel: False)
+        report = course_mod.grade(
+            course, LAB, students=students, workers=2, limits=LIMITS, reference=False, progress=False
+        )
+        grades_csv, by_exercise = course_mod.export(course)
+        yield {
+            "course": course,
+            "report": report,
+            "students": students,
+            "results": {r["student"]: r for r in report.results},
+            "rows_before": rows_before,
+            "rows_after": _gradebook_rows(course.db_path),
+            "tree_before": tree_before,
+            "tree_after": _digest_tree(course.root, _grading_output),
+            "canary_before": canary_before,
+            "canary_after": _digest_tree(canary_dir, lambda rel: False),
+            "csv": {(r["student"], r["lab"]): r for r in csv.DictReader(open(grades_csv))},
+            "by_exercise": list(csv.DictReader(open(by_exercise))),
+        }
+    finally:
+        mp.undo()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(canary_dir, ignore_errors=True)
+
+
+def _autograded(batch, student: str) -> Path:
+    return batch["course"].autograded / student / LAB / f"{LAB}.ipynb"
+
+
+@pytest.mark.parametrize("student", list(EXPECTED))
+def test_each_hostile_submission_ends_as_expected(batch, student):
+    if student not in batch["results"]:
+        pytest.skip(f"{student} needs the grader to run as root")
+    result = batch["results"][student]
+    status, score = EXPECTED[student]
+    assert result["status"] == status, (
+        f"{student}: {result['status']} ({result['details']}, {result['notes']})"
+    )
+    row = batch["csv"][(student, LAB)]
+    assert row["status"] == status
+    if score is None:
+        assert 0 <= float(row["score"]) < 10, f"{student} scored {row['score']}"
+    else:
+        assert float(row["score"]) == score, f"{student} scored {row['score']} (expected {score})"
+    if status != "graded":
+        assert row["reason"], f"{student}: status {status} has no reason in the export"
+
+
+def test_attacks_achieved_nothing(batch):
+    for student in batch["results"]:
+        path = _autograded(batch, student)
+        if path.exists():
+            text = _outputs_text(path)
+            assert "ESCAPED" not in text, f"{student}: " + next(
+                ln for ln in text.splitlines() if "ESCAPED" in ln
+            )
+
+
+def test_limits_stopped_forks_memory_and_output(batch):
+    if "fork_past_cap" in batch["results"]:
+        text = _outputs_text(_autograded(batch, "fork_past_cap"))
+        assert "blocked after" in text and "BlockingIOError" in text, text[-500:]
+        forks = int(text.split("blocked after ")[1].split()[0])
+        assert forks < LIMITS.max_procs
+    assert "blocked: MemoryError" in _outputs_text(_autograded(batch, "allocate_past_cap"))
+    printed = _autograded(batch, "print_100mb")
+    assert printed.stat().st_size < 8 * (1 << 20), "100 MB of output reached the autograded notebook"
+    assert any("output truncated" in n for n in batch["results"]["print_100mb"]["notes"])
+    assert any("timed out" in n for n in batch["results"]["infinite_loop"]["notes"])
+
+
+def test_restored_test_cell_still_catches_a_wrong_answer(batch):
+    # The test cell's source was replaced by `pass` and the answer left as the stub: nbgrader restores the
+    # test from the gradebook, so the stubbed exercise scores 0 while the other one keeps its points.
+    grades = batch["results"]["test_source_emptied"]["grades"]
+    first, second = sorted(grades)
+    assert grades[first] == 0 and grades[second] > 0, grades
+
+
+def test_no_process_or_file_of_the_sandbox_users_is_left():
+    if not sandbox.is_root():
+        pytest.skip("no sandbox users when not root")
+    for identity in sandbox.grader_identities(2):
+        assert not sandbox.user_pids(identity.uid), f"{identity.name} still runs processes"
+
+
+def test_figure_hostile_submissions_are_all_accounted_for(batch):
+    students = batch["students"]
+    rows = [batch["csv"][(s, LAB)] for s in students]
+    explained = [
+        r
+        for r in rows
+        if r["status"] == "graded" or (float(r["score"]) == 0 and r["status"] != "graded" and r["reason"])
+    ]
+    before, after = batch["rows_before"], batch["rows_after"]
+    lost = [key for key, value in before.items() if after.get(key) != value]
+    graded_students = {student for student, _ in after}
+    lost += [s for s in students if s not in graded_students]  # every hostile submission has gradebook rows
+    changed = sorted(
+        set(batch["tree_before"].items()) ^ set(batch["tree_after"].items())
+        | set(batch["canary_before"].items()) ^ set(batch["canary_after"].items())
+    )
+    changed_files = sorted({path for path, _ in changed})
+    figure = (
+        f"{len(students)} hostile submissions, {len(explained)} graded or scored 0 with a reason, "
+        f"{len(lost)} gradebook rows lost, {len(changed_files)} files outside the sandbox changed"
+    )
+    print("\n" + figure)
+    assert (
+        figure
+        == f"{len(students)} hostile submissions, {len(students)} graded or scored 0 with a reason, 0 gradebook rows lost, 0 files outside the sandbox changed"
+    ), (
+        figure,
+        lost,
+        changed_files,
+    )
