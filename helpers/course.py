@@ -21,6 +21,7 @@ See :mod:`helpers.sandbox` for how a submission is isolated while it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -778,7 +780,7 @@ def grade(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc=f"grading {lab}", unit="nb", file=sys.stderr)
-        with Gradebook(course.db_url) as gb:
+        with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
 
             def on_result(job: sandbox.Job, result: dict[str, Any]) -> None:
                 entry = record_result(course, store, gb, job, result)
@@ -913,7 +915,7 @@ def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
     by_exercise = out.with_name(out.stem + "-by-exercise" + out.suffix)
     store = StatusStore(course.status_path)
     rows, ex_rows = [], []
-    with Gradebook(course.db_url) as gb:
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
         assignments = sorted(gb.assignments, key=lambda a: a.name)
         students = {s.id for s in gb.students}
         if course.submitted.is_dir():
@@ -1001,6 +1003,44 @@ def _grade_score(g) -> float:
     return float(base) + float(g.extra_credit or 0.0)
 
 
+def accept(course: Course, lab: str, student: str) -> dict[str, Any]:
+    """After review, count nbgrader's scores of a ``tampered: ...`` attempt (e.g. an innocent copy-pasted cell)."""
+    from nbgrader.api import Gradebook
+
+    store = StatusStore(course.status_path)
+    entry = store.get(lab, student)
+    if entry is None:
+        raise CourseError(f"{student} has no graded attempt of {lab}")
+    if entry["status"] == STATUS_GRADED:
+        return entry
+    if not entry["status"].startswith("tampered") or entry.get("auto_score") is None:
+        raise CourseError(
+            f"{student}/{lab} is '{entry['status']}': nbgrader produced no scores to accept; fix the file and "
+            "re-grade, or grade it by hand in the formgrader"
+        )
+    if entry.get("fingerprint") != submission_fingerprint(course.submission_dir(student, lab)):
+        raise CourseError(f"{student}/{lab} changed since it was graded: re-grade it first")
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+        for snb in gb.find_submission(lab, student).notebooks:
+            for grade in snb.grades:
+                if grade.auto_score is not None and grade.manual_score is None:
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+    entry["details"] = [f"accepted by the instructor after: {entry['status']}"] + entry.get("details", [])
+    entry["status"] = STATUS_GRADED
+    entry["attempt"] = entry.get("attempt", 1) - 1  # put() counts attempts; accepting is not one
+    store.put(lab, student, entry)
+    return entry
+
+
+@contextlib.contextmanager
+def _quiet_sqlalchemy() -> Iterator[None]:
+    """nbgrader's Gradebook triggers harmless SAWarnings on every new submission; keep the output readable."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        yield
+
+
 def set_due(course: Course, lab: str, when: str | None) -> None:
     from nbgrader.api import Gradebook
     from nbgrader.utils import parse_utc
@@ -1019,7 +1059,7 @@ def extend(course: Course, lab: str, student: str, hours: float) -> None:
         raise CourseError(f"{lab} is not in the gradebook: run `course release {lab}` first")
     if not STUDENT_ID.match(student):
         raise CourseError(f"invalid student id {student!r}")
-    with Gradebook(course.db_url) as gb:
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
         gb.update_or_create_student(student)
         gb.update_or_create_submission(lab, student, extension=dt.timedelta(hours=hours))
 
@@ -1107,6 +1147,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("lab")
     d.add_argument("when", nargs="?", default=None, help='e.g. "2025-03-01 23:59:00 +0700" (omit to clear)')
 
+    a = sub.add_parser("accept", help="count nbgrader's scores of a reviewed 'tampered: ...' submission")
+    a.add_argument("lab")
+    a.add_argument("student")
+
     x = sub.add_parser("extend", help="give one student more time for a lab")
     x.add_argument("lab")
     x.add_argument("student")
@@ -1156,6 +1200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "due":
             set_due(course, args.lab, args.when)
             print(f"{args.lab}: due {args.when or 'never'}")
+        elif args.command == "accept":
+            entry = accept(course, args.lab, args.student)
+            print(f"{args.student}/{args.lab}: {entry['status']} ({entry['details'][0]})")
         elif args.command == "extend":
             hours = args.hours + 24 * args.days
             if hours <= 0:

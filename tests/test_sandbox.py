@@ -140,6 +140,8 @@ def batch():
         subs.submit(subs.correct(LAB, release), course.submitted, "alice", LAB)
         first = course_mod.grade(course, LAB, students=["alice"], limits=LIMITS, progress=False)
         assert [r["status"] for r in first.results] == ["graded"], first.results
+        # The solution itself was graded first in the same sandbox, with full marks, before any student.
+        assert first.reference and first.reference["status"] == "graded", first.reference
 
         targets = subs.Targets(
             course=course.root,
@@ -161,6 +163,7 @@ def batch():
         report = course_mod.grade(
             course, LAB, students=students, workers=2, limits=LIMITS, reference=False, progress=False
         )
+        print("\n" + course_mod.grade_summary(report))
         grades_csv, by_exercise = course_mod.export(course)
         yield {
             "course": course,
@@ -273,3 +276,14 @@ def test_figure_hostile_submissions_are_all_accounted_for(batch):
         lost,
         changed_files,
     )
+
+
+def test_instructor_can_accept_a_reviewed_tampered_submission(batch, tmp_path):
+    course = batch["course"]
+    with pytest.raises(course_mod.CourseError, match="no scores"):
+        course_mod.accept(course, LAB, "duplicate_grade_id")  # nbgrader could not grade it: nothing to accept
+    entry = course_mod.accept(course, LAB, "test_unlocked")
+    assert entry["status"] == "graded" and "accepted by the instructor" in entry["details"][0]
+    grades_csv, _ = course_mod.export(course, tmp_path / "grades.csv")
+    row = {(r["student"], r["lab"]): r for r in csv.DictReader(open(grades_csv))}[("test_unlocked", LAB)]
+    assert row["status"] == "graded" and float(row["score"]) == 10
