@@ -100,7 +100,7 @@ VOC_CLASSES: tuple[str, ...] = (
 PET_CLASSES: tuple[str, ...] = ("background", "pet")
 """Classes of :class:`OxfordPetSegmentation` (the trimap's border becomes 255)."""
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever :func:`render_scene` changes, so cached datasets are regenerated."""
 _META_FILE = "seglab.json"
 
@@ -231,7 +231,7 @@ class _Canvas:
 
 def _sky(c: _Canvas, rng: np.random.Generator, horizon_mean: float) -> np.ndarray:
     """Sky gradient and clouds over the whole canvas; returns the colour near the horizon (for haze)."""
-    kind = rng.choice(4, p=[0.4, 0.25, 0.15, 0.2])
+    kind = rng.choice(4, p=[0.58, 0.12, 0.15, 0.15])
     if kind == 0:  # clear day
         top = _hsv(rng.uniform(0.55, 0.64), rng.uniform(0.45, 0.8), rng.uniform(0.6, 0.95))
         low = _hsv(rng.uniform(0.52, 0.6), rng.uniform(0.1, 0.35), rng.uniform(0.8, 1.0))
@@ -240,14 +240,14 @@ def _sky(c: _Canvas, rng: np.random.Generator, horizon_mean: float) -> np.ndarra
         top = np.full(3, g, np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
         low = np.full(3, min(g + 0.1, 1.0), np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
     elif kind == 2:  # sunset: orange horizon, close to orange cats and autumn trees
-        top = _hsv(rng.uniform(0.6, 0.75), rng.uniform(0.3, 0.6), rng.uniform(0.35, 0.6))
+        top = _hsv(rng.uniform(0.8, 0.95), rng.uniform(0.25, 0.5), rng.uniform(0.5, 0.8))
         low = _hsv(rng.uniform(0.03, 0.12), rng.uniform(0.4, 0.75), rng.uniform(0.8, 1.0))
     else:  # haze: pale green-yellow, close to bright grass
         top = _hsv(rng.uniform(0.2, 0.5), rng.uniform(0.1, 0.3), rng.uniform(0.65, 0.9))
         low = _hsv(rng.uniform(0.15, 0.3), rng.uniform(0.2, 0.45), rng.uniform(0.75, 0.95))
     t = np.clip(c.v / max(horizon_mean, 1e-3), 0, 1)[..., None]
     sky = top * (1 - t) + low * t
-    n_clouds = rng.integers(0, 5)
+    n_clouds = rng.integers(0, 4)
     if n_clouds:
         alpha = np.zeros_like(c.v)
         for _ in range(n_clouds):
@@ -257,7 +257,7 @@ def _sky(c: _Canvas, rng: np.random.Generator, horizon_mean: float) -> np.ndarra
                 du, dv = rng.normal(0, w * 0.5), rng.normal(0, h * 0.5)
                 alpha += np.exp(-(((c.u - cu - du) / w) ** 2) - ((c.v - cv - dv) / h) ** 2)
         alpha = np.clip(alpha * rng.uniform(0.5, 1.0), 0, 1)[..., None]
-        cloud = np.full(3, rng.uniform(0.7, 1.0), np.float32)
+        cloud = np.full(3, rng.uniform(0.8, 1.0), np.float32)
         sky = sky * (1 - alpha) + cloud * alpha
     c.paint(np.ones_like(c.label, bool), sky, SKY)
     return low
@@ -273,15 +273,15 @@ def _ground(c: _Canvas, rng: np.random.Generator, horizon: np.ndarray, haze: np.
             + rng.uniform(0.01, 0.04) * np.sin(2 * np.pi * (rng.uniform(1, 3) * u[0] + rng.uniform(0, 1)))
         )
         hills = v > ridge[None, :]
-        base = _hsv(rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.5), rng.uniform(0.3, 0.65))
-        mix = rng.uniform(0.2, 0.7)  # distance haze pulls the hills towards the sky colour
+        base = _hsv(rng.uniform(0.6, 0.78), rng.uniform(0.25, 0.5), rng.uniform(0.3, 0.5))
+        mix = rng.uniform(0.0, 0.25)  # distance haze pulls the hills towards the sky colour
         col = base * (1 - mix) + haze * mix
         field_ = col + 0.04 * _value_noise(rng, c.u.shape, c.size / 6)[..., None]
         c.paint(hills, field_, BACKGROUND)
 
     below = v > horizon[None, :]
     depth = np.clip((v - horizon[None, :]) / np.maximum(1 - horizon[None, :], 1e-3), 0, 1)
-    base = _hsv(rng.uniform(0.16, 0.34), rng.uniform(0.35, 0.85), rng.uniform(0.3, 0.85))
+    base = _hsv(rng.uniform(0.17, 0.3), rng.uniform(0.4, 0.85), rng.uniform(0.5, 0.9))
     tex = (
         rng.uniform(0.04, 0.1) * _value_noise(rng, c.u.shape, c.size / 4)
         + rng.uniform(0.02, 0.06) * rng.standard_normal((c.size, c.size)).astype(np.float32)
@@ -295,18 +295,18 @@ def _ground(c: _Canvas, rng: np.random.Generator, horizon: np.ndarray, haze: np.
         centre = far_u + (near_u - far_u) * depth
         half = 0.01 + rng.uniform(0.08, 0.2) * depth
         path = below & (np.abs(u - centre) < half)
-        col = _hsv(rng.uniform(0.05, 0.12), rng.uniform(0.1, 0.5), rng.uniform(0.3, 0.75))
+        col = _hsv(rng.uniform(0.08, 0.12), rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.75))
         c.paint(
             path, col * (1 + 0.08 * rng.standard_normal((c.size, c.size, 1)).astype(np.float32)), BACKGROUND
         )
-    for _ in range(rng.integers(0, 4)):  # rocks: grey or brown lumps lit from above
+    for _ in range(rng.integers(0, 3)):  # rocks: grey or brown lumps lit from above
         ru, rv = rng.uniform(0, 1), rng.uniform(horizon.mean() + 0.05, 1.0)
-        rw = rng.uniform(0.03, 0.08) * (0.5 + rv)
+        rw = rng.uniform(0.05, 0.1) * (0.5 + rv)
         rh = rw * rng.uniform(0.5, 0.8)
         w = c.window(ru - rw, ru + rw, rv - rh, rv + rh)
         d = ((w.u - ru) / rw) ** 2 + ((w.v - rv) / rh) ** 2
         rock = (d < 1) & (w.label == GRASS)
-        col = _hsv(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.35), rng.uniform(0.3, 0.7))
+        col = _hsv(rng.uniform(0.05, 0.15), rng.uniform(0.05, 0.25), rng.uniform(0.3, 0.55))
         shade = (1.15 - 0.4 * np.clip((w.v - rv + rh) / (2 * rh), 0, 1))[..., None]
         w.paint(rock, col * shade, BACKGROUND)
 
@@ -324,16 +324,16 @@ def _tree(c: _Canvas, rng: np.random.Generator, base_v: float, scale: float, ins
     trunk_h = rng.uniform(0.15, 0.3) * scale
     trunk_w = rng.uniform(0.025, 0.05) * scale + 1.2 / c.size
     r = rng.uniform(0.1, 0.19) * scale
-    _shadow(c, cu + sun * r * 0.6, base_v, r * 1.3, 0.02 + 0.03 * scale, rng.uniform(0.25, 0.5))
+    _shadow(c, cu + sun * r * 0.6, base_v, r * 1.3, 0.02 + 0.03 * scale, rng.uniform(0.2, 0.4))
     crown_v = base_v - trunk_h - r * 0.55
     c = c.window(cu - 1.4 * r, cu + 1.4 * r, crown_v - 1.3 * r, base_v)
     u, v = c.u, c.v
     widen = 1 + 0.6 * np.clip((v - (base_v - trunk_h * 0.3)) / (trunk_h * 0.3 + 1e-6), 0, 1)  # root flare
     trunk = (np.abs(u - cu) < trunk_w / 2 * widen) & (v < base_v) & (v > base_v - trunk_h - r * 0.5)
     kind = rng.random()
-    if kind < 0.75:  # green crown, from dark (close to shadowed grass) to bright
-        leaves = _hsv(rng.uniform(0.2, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.15, 0.6))
-    elif kind < 0.9:  # autumn: orange/brown, close to orange or brown cats
+    if kind < 0.84:  # green crown, from dark (close to shadowed grass) to bright
+        leaves = _hsv(rng.uniform(0.26, 0.45), rng.uniform(0.5, 0.9), rng.uniform(0.12, 0.45))
+    elif kind < 0.93:  # autumn: orange/brown, close to orange or brown cats
         leaves = _hsv(rng.uniform(0.02, 0.13), rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.8))
     else:  # olive / yellowish, close to dry grass
         leaves = _hsv(rng.uniform(0.12, 0.2), rng.uniform(0.4, 0.7), rng.uniform(0.35, 0.7))
@@ -360,12 +360,13 @@ _CAT_COATS = (
     (0.07, 0.55, 0.4),  # brown (trunks, paths)
     (0.09, 0.35, 0.65),  # tabby grey-brown
 )
+_CAT_COAT_P = (0.45, 0.12, 0.1, 0.1, 0.13, 0.1)
 
 
 def _cat(c: _Canvas, rng: np.random.Generator, base_v: float, scale: float, inst: int, sun: float) -> None:
     cu = rng.uniform(0.05, 0.95)
     face = rng.choice([-1.0, 1.0])
-    bw = rng.uniform(0.16, 0.24) * scale  # body length
+    bw = rng.uniform(0.2, 0.3) * scale  # body length
     bh = bw * rng.uniform(0.45, 0.6)
     leg = bh * rng.uniform(0.35, 0.6)
     by = base_v - leg - bh / 2
@@ -396,7 +397,7 @@ def _cat(c: _Canvas, rng: np.random.Generator, base_v: float, scale: float, inst
     tail = d2.min(axis=0) < tw**2
     cat = body | head | ears | legs | tail
 
-    h, s_, val = _CAT_COATS[rng.integers(len(_CAT_COATS))]
+    h, s_, val = _CAT_COATS[rng.choice(len(_CAT_COATS), p=_CAT_COAT_P)]
     coat = _hsv(h + rng.normal(0, 0.02), s_ + rng.normal(0, 0.08), val + rng.normal(0, 0.08))
     pattern = np.ones_like(u)
     if rng.random() < 0.4:  # tabby stripes across the body
@@ -437,25 +438,25 @@ def render_scene(seed: int, size: int = 64) -> Scene:
     _ground(c, rng, horizon.astype(np.float32), haze)
 
     # Objects stand on the grass; the nearer (lower) the base, the larger (perspective), drawn last.
-    n_trees, n_cats = int(rng.integers(0, 4)), int(rng.integers(1, 5))
+    n_trees, n_cats = int(rng.integers(0, 4)), int(rng.integers(1, 4))
     kinds = ["tree"] * n_trees + ["cat"] * n_cats
     bases = rng.uniform(h0 + 0.05, 1.08, len(kinds))
     inst = 0
     for i in np.argsort(bases, kind="stable"):
         inst += 1
-        scale = 0.45 + 0.75 * (bases[i] - h0) / (1 - h0)
+        scale = 0.55 + 0.65 * (bases[i] - h0) / (1 - h0)
         draw = _tree if kinds[i] == "tree" else _cat
         draw(c, rng, float(bases[i]), float(scale), inst, sun)
 
     # Camera: exposure and colour cast per image, cloud shadows, slight blur, sensor noise.
     img = c.img
-    if rng.random() < 0.4:
+    if rng.random() < 0.2:
         shade = np.clip(_value_noise(rng, (size, size), size / 3) * 1.5, 0, 1) * rng.uniform(0.3, 0.55)
         img = img * (1 - shade * (c.v > h0))[..., None]
-    gain = rng.uniform(0.6, 1.25)
-    cast = 1 + rng.normal(0, 0.07, 3).astype(np.float32)
+    gain = rng.uniform(0.8, 1.15)
+    cast = 1 + rng.normal(0, 0.04, 3).astype(np.float32)
     img = _blur3(img * gain * cast)
-    img = img + rng.uniform(0.01, 0.05) * rng.standard_normal(img.shape).astype(np.float32)
+    img = img + rng.uniform(0.01, 0.04) * rng.standard_normal(img.shape).astype(np.float32)
     image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
 
     # Void band: pixels just outside an object mix two classes after the blur (VOC's 255 border).
