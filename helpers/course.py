@@ -555,6 +555,22 @@ def protect(course: Course) -> list[str]:
     return changed
 
 
+def _writer_lock(course: Course):
+    """One `course grade` per gradebook at a time: the single-writer rule holds across processes too."""
+    import fcntl
+
+    course.grading.mkdir(parents=True, exist_ok=True)
+    handle = open(course.grading / ".course-grade.lock", "w")  # noqa: SIM115 - held until grading ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CourseError(
+            f"another `course grade` is writing to {course.db_path}; wait for it to finish"
+        ) from None
+    return handle
+
+
 def _is_up_to_date(entry: dict[str, Any] | None, fingerprint: str | None) -> bool:
     return (
         bool(entry) and entry.get("fingerprint") == fingerprint and not entry["status"].startswith("ungraded")
@@ -730,6 +746,7 @@ def grade(
     missing = [s for s in wanted if s not in available]
     if missing:
         raise CourseError(f"no submission of {lab} for: {', '.join(missing)} (looked in {course.submitted})")
+    lock = _writer_lock(course)
     store = StatusStore(course.status_path)
     jobs, skipped = [], []
     for student in wanted:
@@ -793,6 +810,7 @@ def grade(
         if bar is not None:
             bar.close()
     finally:
+        lock.close()
         if keep_workdir:
             print(f"job folders kept in {batch_dir}")
         else:

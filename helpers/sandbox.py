@@ -333,10 +333,20 @@ def _try_python(python: str, identity: Identity, extra_env: dict[str, str]) -> s
     return None if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
 
 
+_RUNTIMES: dict[tuple[int, str], tuple[str, dict[str, str]]] = {}
+
+
 def kernel_runtime(identity: Identity | None, cache_root: Path) -> tuple[str, dict[str, str]]:
     """The interpreter a sandboxed kernel runs (and extra environment), checked by running it as ``identity``."""
     if identity is None:
         return sys.executable, {}
+    key = (identity.uid, str(cache_root))
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = _find_runtime(identity, cache_root)
+    return _RUNTIMES[key]
+
+
+def _find_runtime(identity: Identity, cache_root: Path) -> tuple[str, dict[str, str]]:
     first = _try_python(sys.executable, identity, {})
     if first is None:
         return sys.executable, {}
@@ -932,12 +942,12 @@ class _Worker:
         self.proc.stdin.write(json.dumps(message) + "\n")
         self.proc.stdin.flush()
 
-    def receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next result, or ``None`` when the deadline passes or the worker dies."""
+    def receive(self, deadline: float, stop: threading.Event | None = None) -> dict[str, Any] | None:
+        """The next result, or ``None`` when the deadline passes, ``stop`` is set or the worker dies."""
         fd = self.results.fileno()
         while "\n" not in self.buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (stop is not None and stop.is_set()):
                 return None
             ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
             if ready:
@@ -984,14 +994,16 @@ class WorkerPool:
         self.batch_dir = batch_dir
         self.identities = identities
 
-    def _grade(self, slot: int, worker: _Worker | None, job: Job) -> tuple[_Worker | None, dict[str, Any]]:
+    def _grade(
+        self, slot: int, worker: _Worker | None, job: Job, stop: threading.Event
+    ) -> tuple[_Worker | None, dict[str, Any]]:
         identity = self.identities[slot]
         prepare_job(self.batch_dir, self.setup, job)
         if worker is None or worker.proc.poll() is not None:
             worker = _Worker(slot, self.batch_dir / f"worker-{slot}.log")
         start = time.monotonic()
         worker.send(_job_message(job, self.setup, identity))
-        result = worker.receive(start + self.setup.limits.notebook_timeout)
+        result = worker.receive(start + self.setup.limits.notebook_timeout, stop)
         seconds = time.monotonic() - start
         if result is None:
             died = worker.proc.poll() is not None
@@ -1035,7 +1047,7 @@ class WorkerPool:
                     if job is None:
                         break
                     try:
-                        worker, result = self._grade(slot, worker, job)
+                        worker, result = self._grade(slot, worker, job, stop)
                     except Exception as err:  # noqa: BLE001 - one job's setup failure must not stop the slot
                         result = {
                             "lab": job.lab,
