@@ -10,6 +10,8 @@ PIP_ARGS ?=
 ARGS ?=
 PYTEST_ARGS ?=
 JOBS ?= 2
+# Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
+
 # Run grading commands with the venv first on PATH: nbgrader calls `alembic`, Jupyter finds the venv's kernel.
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND ?= Agg
@@ -60,15 +62,15 @@ format: install ## ruff: format Python files
 
 test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
 	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=ci $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
 
 test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)
-	SEGLAB_BUDGET=ci $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests, installed through apt-get when missing.
 $(CHROMIUM):
@@ -83,7 +85,7 @@ $(CHROMIUM):
 
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)

@@ -45,6 +45,9 @@ _setattr = builtins.setattr
 _getattr = builtins.getattr
 
 
+_INHERITED = object()  # marks a class attribute that was inherited, not defined on the class itself
+
+
 class ForbiddenCallError(RuntimeError):
     """Raised when an exercise calls a built-in it is asked to implement itself."""
 
@@ -104,7 +107,8 @@ def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Ite
         for dotted in names:
             owner, attr, value = _resolve(dotted)
             if _isinstance(value, type) and issubclass(value, torch.nn.Module):
-                restore.append((value, "forward", value.__dict__.get("forward", value.forward)))
+                # An inherited forward may already be patched (parent listed first): restore by deleting ours.
+                restore.append((value, "forward", value.__dict__.get("forward", _INHERITED)))
                 _setattr(value, "forward", _raiser(dotted, hint))
                 continue
             replacement = _raiser(dotted, hint)
@@ -121,6 +125,8 @@ def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Ite
         for owner, attr, value in reversed(restore):
             if owner is namespace:
                 namespace[attr] = value
+            elif value is _INHERITED:
+                delattr(owner, attr)
             else:
                 _setattr(owner, attr, value)
 
