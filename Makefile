@@ -10,8 +10,6 @@ PIP_ARGS ?=
 ARGS ?=
 PYTEST_ARGS ?=
 JOBS ?= 2
-# Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
-
 # Run grading commands with the venv first on PATH: nbgrader calls `alembic`, Jupyter finds the venv's kernel.
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND ?= Agg
@@ -60,6 +58,7 @@ lint: install ## ruff: lint Python files and notebooks
 format: install ## ruff: format Python files
 	$(BIN)/ruff format helpers tests benchmarks tools
 
+# Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
 test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
