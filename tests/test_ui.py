@@ -6,10 +6,14 @@ use as on a fresh machine). All code cells run one by one, then the page must sh
 
 - the notebook running on the project's kernel (the ``.venv``'s Python);
 - no error at all in a solution; in a student version only the ``NotImplementedError`` of unanswered exercises;
-- no red stderr box and no widget shown as plain text (``IntSlider(...)``) or "Error displaying widget";
+- no red stderr box, no widget shown as plain text (``IntSlider(...)``) or "Error displaying widget", and no
+  error in the browser's console;
 - every matplotlib figure as a loaded image; every widget rendered, and every slider changes what its widget
   shows when dragged with the mouse (the dataset browser, the transposed-convolution stepper, ...);
 - a live training plot (a ``fit(...)`` cell) that redraws while it trains, and progress bars that finish.
+
+``test_helpers_widgets_in_jupyterlab`` does the same for a small notebook using the helpers' dataset browser,
+``fit``'s live plot and the transposed-convolution stepper, whether or not a lab uses them yet.
 
 A screenshot of each whole notebook (and a close-up of each widget or live-plot cell) goes to ``screenshots/``
 (git-ignored). Run alone with ``make test-ui``; ``make test`` runs it too (one worker, one server, one browser).
@@ -182,6 +186,7 @@ def _exercise(context, server: JupyterLab, path: str, *, student: bool, shots: P
                 record["sliders_moved"].append(slider)
             except AssertionError as err:
                 problems.append(f"cell {slider['cell']}: slider {slider['description']!r}: {err}")
+        problems.extend(f"browser console error: {text[:300]}" for text in session.console_errors)
         phase("check outputs and move sliders")
 
         close_ups = {
