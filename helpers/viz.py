@@ -318,12 +318,16 @@ def dataset_browser(
     opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity")
     toggles = [
         widgets.ToggleButton(
-            value=True,
-            description=name,
-            layout=widgets.Layout(width="auto"),
-            style={"button_color": "#" + "".join(f"{int(c):02x}" for c in lut[i])},
+            value=True, description=name, tooltip=f"show or hide {name}", layout=widgets.Layout(width="auto")
         )
-        for i, name in enumerate(names)
+        for name in names
+    ]
+    swatches = [
+        widgets.HTML(
+            f'<span style="display:inline-block;width:14px;height:14px;margin-top:8px;border:1px solid #333;'
+            f'background:#{"".join(f"{int(v):02x}" for v in lut[i])}"></span>'
+        )
+        for i in range(len(names))
     ]
     picture = widgets.Image(format="png")
     info = widgets.HTML()
@@ -351,7 +355,12 @@ def dataset_browser(
         w.observe(redraw, names="value")
     redraw()
     box = widgets.VBox(
-        [widgets.HBox([sample, opacity]), widgets.HBox(toggles), picture, info],
+        [
+            widgets.HBox([sample, opacity]),
+            widgets.HBox([w for pair in zip(swatches, toggles) for w in pair]),
+            picture,
+            info,
+        ],
     )
     box.controls = {"sample": sample, "opacity": opacity, "classes": toggles, "image": picture, "info": info}
     return box
