@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,14 +261,24 @@ def released_course(root: Path, lab: str) -> Path:
     import shutil
     import tempfile
 
-    from labtools import make_course, nbgrader, nbgrader_env
+    from labtools import make_course
+
+    from helpers import course as course_mod
 
     if lab not in _TEMPLATES:
         template_root = Path(tempfile.mkdtemp(prefix="seglabs-template-"))
         template = make_course(template_root, [lab])
-        env = nbgrader_env(grading_dir=template / "grading")
-        run = nbgrader(["generate_assignment", lab, "--force"], cwd=template, env=env, timeout=600)
-        assert run.returncode == 0, f"generate_assignment failed:\n{run.stdout}\n{run.stderr}"
+        saved = os.environ.get("SEGLAB_GRADING_DIR")
+        os.environ["SEGLAB_GRADING_DIR"] = str(template / "grading")
+        try:
+            # `course release` = nbgrader generate_assignment, exercised here for every test that needs a course.
+            assert course_mod.release(course_mod.load_course(template), [lab]) == [lab]
+        finally:
+            if saved is None:
+                os.environ.pop("SEGLAB_GRADING_DIR")
+            else:
+                os.environ["SEGLAB_GRADING_DIR"] = saved
+        assert (template / "labs" / lab / f"{lab}.ipynb").exists()
         _TEMPLATES[lab] = template
     course = root / "course"
     shutil.copytree(_TEMPLATES[lab], course)
