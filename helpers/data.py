@@ -643,6 +643,8 @@ class SegmentationFolder(torch.utils.data.Dataset):
             ``tv_tensors.Image`` (uint8, 3 x H x W) and a ``tv_tensors.Mask`` (int64, H x W), e.g.
             :func:`make_train_transforms`.
         classes: class names; default: read from ``seglab.json`` for generated scenes, else VOC's 21.
+        cache: keep decoded samples in memory after their first read (the 64x64 scenes take ~16 KB
+            each; decoding a JPEG and a PNG costs more than training a small model on them).
 
     Each item is ``(image, mask)``: a float32 tensor 3 x H x W in [0, 1] and an int64 tensor H x W of
     class indices with 255 for ignored pixels. Files are checked when read, and errors name the file.
@@ -654,6 +656,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         split: str = "train",
         transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
         classes: Sequence[str] | None = None,
+        cache: bool = False,
     ):
         given = Path(root).expanduser()
         if not given.exists():
@@ -692,12 +695,15 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.num_classes = len(self.classes)
         self.split = split
         self.transforms = transforms
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw sample as numpy arrays (uint8 H x W x 3 image, int64 H x W mask), validated."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         image_path, mask_path = self.images[index], self.masks[index]
         with Image.open(image_path) as im:
             image = np.array(im.convert("RGB"))
@@ -714,6 +720,11 @@ class SegmentationFolder(torch.utils.data.Dataset):
                 f"{mask_path}: mask values {values} are not class indices 0..{self.num_classes - 1} "
                 f"({', '.join(self.classes)}) or {IGNORE_INDEX} (ignore)"
             )
+        if self._cache is not None:
+            image.setflags(write=False)  # shared by every later read: transforms must not modify it
+            mask = mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.int64)  # 8x less memory
+            mask.setflags(write=False)
+            self._cache[index] = (image, mask)
         return image, mask
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -730,8 +741,9 @@ def _finish(
     """numpy sample -> (float image in [0, 1], int64 mask), through the optional joint transform."""
     from torchvision import tv_tensors
 
-    img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
-    msk = tv_tensors.Mask(torch.from_numpy(mask))
+    # copies: the arrays may be cached (read-only) and transforms may work in place
+    img = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+    msk = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.int64)))
     if transforms is not None:
         img, msk = transforms(img, msk)
     img = torch.as_tensor(img).as_subclass(torch.Tensor)

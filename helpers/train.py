@@ -460,13 +460,15 @@ def make_loaders(
     train_split: str = "train",
     val_split: str = "val",
     device: torch.device | str | None = None,
+    cache: bool | None = None,
 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
     """Training and validation loaders over a VOC-layout folder (e.g. :func:`helpers.data.ensure_scenes`).
 
     Training: shuffled, last incomplete batch dropped, augmented with a random horizontal flip and, when
     ``crop_size`` is given, random scaling by ``scale`` then a ``crop_size`` crop (masks padded with 255).
     Validation: in order, unaugmented; pass ``eval_size`` for datasets whose images differ in size (VOC).
-    Memory is pinned when the device is CUDA. Shuffling and augmentation draw from PyTorch's global RNG,
+    Decoded samples are kept in memory when ``cache`` is True (default: for generated scenes, which carry
+    a ``seglab.json``). Memory is pinned when the device is CUDA. Shuffling and augmentation draw from PyTorch's global RNG,
     so :func:`seed_everything` makes them repeatable.
     """
     from torchvision import tv_tensors
@@ -488,8 +490,10 @@ def make_loaders(
                 ),
             ]
         )
-    train = SegmentationFolder(root, train_split, transforms=train_tf)
-    val = SegmentationFolder(root, val_split, transforms=make_eval_transforms(eval_size))
+    if cache is None:  # generated scenes are small: keep them decoded in memory
+        cache = (Path(root) / "seglab.json").is_file()
+    train = SegmentationFolder(root, train_split, transforms=train_tf, cache=cache)
+    val = SegmentationFolder(root, val_split, transforms=make_eval_transforms(eval_size), cache=cache)
     if len(train) < batch_size:
         raise ValueError(f"{train!r} has {len(train)} images, fewer than batch_size={batch_size}")
     device = torch.device(device) if device is not None else pick_device(verbose=False)

@@ -349,6 +349,27 @@ def test_rgb_mask_is_rejected(tmp_path):
         SegmentationFolder(tmp_path, "train")[0]
 
 
+def test_cache_returns_the_same_samples_and_protects_them(scenes):
+    plain, cached = SegmentationFolder(scenes, "train"), SegmentationFolder(scenes, "train", cache=True)
+    for _ in range(2):  # second round comes from memory
+        for i in (0, 3):
+            for a, b in zip(plain[i], cached[i]):
+                assert torch.equal(a, b) and a.dtype == b.dtype
+    image, mask = cached.read(0)
+    assert not image.flags.writeable and not mask.flags.writeable
+
+    def scribble(image, mask):
+        image.zero_()
+        mask.fill_(7)
+        return image, mask
+
+    SegmentationFolder.__getitem__(cached, 0)  # warm
+    cached.transforms = scribble
+    cached[0]
+    cached.transforms = None
+    assert torch.equal(cached[0][1], plain[0][1])  # an in-place transform did not touch the cache
+
+
 def test_transforms_receive_tv_tensors(scenes):
     from torchvision import tv_tensors
 
