@@ -15,7 +15,7 @@ use as on a fresh machine). All code cells run one by one, then the page must sh
 ``test_helpers_widgets_in_jupyterlab`` does the same for a small notebook using the helpers' dataset browser,
 ``fit``'s live plot and the transposed-convolution stepper, whether or not a lab uses them yet.
 
-A screenshot of each whole notebook (and a close-up of each widget or live-plot cell) goes to ``screenshots/``
+A screenshot of each whole notebook (JPEG; and a PNG close-up of each widget or live-plot cell) goes to ``screenshots/``
 (git-ignored). Run alone with ``make test-ui``; ``make test`` runs it too (one worker, one server, one browser).
 """
 
@@ -194,7 +194,8 @@ def _exercise(context, server: JupyterLab, path: str, *, student: bool, shots: P
             for cell in cells
             if cell.dom and (cell.dom["widgets"] or cell.dom["distinct_images_seen"] > 1)
         }
-        session.screenshots(shots.parent / f"{shots.name}.png", close_ups)
+        # The whole notebook as JPEG (a 20000-pixel page encodes twice as fast as PNG), close-ups as PNG.
+        session.screenshots(shots.parent / f"{shots.name}.jpg", close_ups)
         phase("screenshots")
         assert not problems, f"{path} in JupyterLab ({len(problems)} problem(s)):\n" + "\n".join(
             f"  - {p}" for p in problems

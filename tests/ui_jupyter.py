@@ -440,7 +440,11 @@ class NotebookSession:
                 timeout=30_000,
             )
             page.evaluate(f"() => {outer}.scrollTo(0, 0)")
-            page.screenshot(path=str(path))
+            page.screenshot(
+                path=str(path),
+                type="jpeg" if path.suffix == ".jpg" else "png",
+                quality=85 if path.suffix == ".jpg" else None,
+            )
             for index, file in cells.items():
                 cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
                 cell.scroll_into_view_if_needed()
