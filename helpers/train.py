@@ -21,6 +21,7 @@ host-to-device copies from pinned memory; on MPS and CPU it runs in float32.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -92,7 +93,8 @@ class History(dict):
     (validation; NaN without a validation loader), ``seconds`` (training time so far) and ``images/s``
     (training throughput since the previous point). ``step_loss`` holds the loss of every step.
     Attributes ``best_miou`` and ``best_step`` name the best validation point; ``stopped_by`` says why
-    training ended ("steps", "epochs" or "time budget").
+    training ended ("steps", "epochs", "time budget" or "interrupted": the notebook's stop button
+    ends training cleanly and ``fit`` still returns the history).
     """
 
     KEYS = ("step", "epoch", "loss", "miou", "pixel_acc", "seconds", "images/s")
@@ -151,6 +153,11 @@ def _use_amp(amp: bool | str, device: torch.device) -> bool:
         warnings.warn(f"amp=True needs CUDA; training in float32 on {device}", stacklevel=3)
         return False
     return bool(amp)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA; nothing elsewhere (not every PyTorch build accepts autocast on MPS)."""
+    return torch.autocast(device.type, dtype=torch.float16) if enabled else contextlib.nullcontext()
 
 
 def _to(batch: Iterable[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -324,7 +331,7 @@ def fit(
                 batches += 1
                 start = time.perf_counter()
                 images, masks = _to((images, masks), device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                with _autocast(device, use_amp):
                     logits = _output(model(images))
                     if run_n == 0:
                         _check_shapes(logits, masks, num_classes)
@@ -366,6 +373,11 @@ def fit(
                         validate_and_save(run_loss, run_n, run_images, run_s)
                         run_loss, run_n, run_images, run_s = 0.0, 0, 0, 0.0
         return history
+    except KeyboardInterrupt:
+        # Jupyter's stop button: keep what was learned and recorded instead of losing the history.
+        history.stopped_by = "interrupted"
+        print(f"training interrupted at step {step}; the model keeps its current weights")
+        return history
     finally:
         if bar is not None:
             bar.close()
@@ -406,7 +418,7 @@ def evaluate(
     try:
         for images, masks in loader:
             images, masks = _to((images, masks), device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with _autocast(device, use_amp):
                 logits = _output(model(images))
             _check_shapes(logits, masks, num_classes)
             metric.update(logits.argmax(dim=1), masks)

@@ -278,3 +278,22 @@ def test_cuda_path_pins_memory_and_uses_amp(root):
     model = tiny_net()
     h = fit(model, train_loader, val_loader, steps=2, device="cuda", progress=False, live_plot=False)
     assert next(model.parameters()).device.type == "cuda" and len(h["step"]) >= 1
+
+
+def test_interrupt_returns_the_history(root, capsys):
+    class StopAfter:
+        """A loss that raises KeyboardInterrupt (the stop button) on its third call."""
+
+        def __init__(self):
+            self.calls = 0
+            self.ce = nn.CrossEntropyLoss(ignore_index=255)
+
+        def __call__(self, logits, masks):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return self.ce(logits, masks)
+
+    _, h = run(root, steps=10, eval_every=1, loss_fn=StopAfter())
+    assert h.stopped_by == "interrupted" and h["step"] == [1, 2]
+    assert "interrupted at step 2" in capsys.readouterr().out
