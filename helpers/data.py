@@ -566,7 +566,7 @@ def ensure_scenes(
 
     Example::
 
-        root = ensure_scenes()                      # ~2 s the first time, instant afterwards
+        root = ensure_scenes()        # a few seconds the first time (about 9 CPU-s), instant afterwards
         train = SegmentationFolder(root, "train")
     """
     target = data_dir() / f"{name}-{size}px-{n_train}-{n_val}-seed{seed}"
