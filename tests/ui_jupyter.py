@@ -377,12 +377,18 @@ class NotebookSession:
         return {int(i): s for i, s in state["seconds"].items()}
 
     def wait_for_widgets(self) -> None:
-        """Widget views render asynchronously after their cell finished: wait until none is still loading."""
-        self.page.wait_for_function(
-            """() => !Array.from(document.querySelectorAll('.jp-OutputArea-output'))
-                .some((n) => /Loading widget/.test(n.textContent))""",
-            timeout=WIDGET_RENDER_S * 1000,
-        )
+        """Widget views and pictures render asynchronously after their cell finished: wait until no widget is
+        still loading and every picture is decoded (a broken one stays incomplete and is reported, not waited
+        for forever)."""
+        try:
+            self.page.wait_for_function(
+                """() => !Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+                    .some((n) => /Loading widget/.test(n.textContent))
+                    && Array.from(document.querySelectorAll('.jp-OutputArea img')).every((im) => im.complete)""",
+                timeout=WIDGET_RENDER_S * 1000,
+            )
+        except Exception:
+            pass  # whatever is still missing is reported cell by cell by report()
 
     def report(self) -> list[CellReport]:
         return [CellReport(**c) for c in self.page.evaluate(_JS_REPORT)]
