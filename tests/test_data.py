@@ -278,8 +278,6 @@ def test_segmentation_folder_items(scenes):
 def test_reads_a_voc_tree_unchanged(tmp_path, which):
     voc = write_voc(tmp_path)
     root = {"parent": tmp_path, "devkit": tmp_path / "VOCdevkit", "voc2012": voc}[which]
-    if which == "devkit":  # VOCdevkit/ itself holds VOC2012/
-        pass
     ds = SegmentationFolder(root, "train")
     assert ds.root == voc and ds.num_classes == 21
     image, mask = ds[1]
