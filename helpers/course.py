@@ -517,6 +517,7 @@ class GradeReport:
     seconds: float
     reference: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
+    leftover_processes: list[str] = field(default_factory=list)  # sandbox users still running something
 
     def counts(self) -> Counter:
         return Counter(r["status"] for r in self.results)
@@ -757,16 +758,20 @@ def grade(
             skipped.append(student)
             continue
         jobs.append(sandbox.Job(lab, student, available[student]))
-    changed = protect(course)
-    if changed:
-        print("made private for grading (the sandbox user must not read them):\n  " + "\n  ".join(changed))
     base = Path(workdir or tempfile.gettempdir())
     batch_dir = Path(tempfile.mkdtemp(prefix=f"seglabs-grade-{lab}-", dir=base))
     os.chmod(batch_dir, 0o711)
     start = time.monotonic()
     results: list[dict[str, Any]] = []
     ref_result = None
+    lease = None
+    leftover: list[str] = []
     try:
+        changed = protect(course)
+        if changed:
+            print(
+                "made private for grading (the sandbox user must not read them):\n  " + "\n  ".join(changed)
+            )
         snapshot = batch_dir / "gradebook-snapshot.db"
         sandbox.snapshot_gradebook(course.db_path, snapshot)
         data = shared_data_dir()
@@ -776,7 +781,8 @@ def grade(
         setup = sandbox.BatchSetup(course.config_file, course.source / lab, snapshot, str(data), limits)
         workers = max(1, min(workers, max(1, len(jobs))))
         try:
-            identities = sandbox.grader_identities(workers, user_prefix)
+            lease = sandbox.SlotLease(workers, user_prefix)
+            identities = lease.identities
             setup.python, setup.python_env = sandbox.kernel_runtime(identities[0], base)
         except RuntimeError as err:
             raise CourseError(str(err)) from err
@@ -809,14 +815,20 @@ def grade(
             pool.run(jobs, on_result)
         if bar is not None:
             bar.close()
+        # The slots killed everything their users ran; check it while the users are still ours.
+        leftover = [
+            f"{i.name}: {len(sandbox.user_pids(i.uid))}" for i in identities if i and sandbox.user_pids(i.uid)
+        ]
     finally:
+        if lease is not None:
+            lease.close()
         lock.close()
         if keep_workdir:
             print(f"job folders kept in {batch_dir}")
         else:
             shutil.rmtree(batch_dir, ignore_errors=True)
     results.sort(key=lambda r: r["student"])
-    return GradeReport(lab, results, time.monotonic() - start, ref_result, skipped)
+    return GradeReport(lab, results, time.monotonic() - start, ref_result, skipped, leftover)
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:

@@ -124,16 +124,63 @@ def ensure_user(name: str) -> Identity:
     return Identity(name, entry.pw_uid, entry.pw_gid)
 
 
-def grader_identities(n: int, prefix: str = USER_PREFIX) -> list[Identity | None]:
-    """One unprivileged user per parallel slot when running as root; ``None`` (no switch) otherwise.
+MAX_SLOTS = 64
 
-    Separate users keep slots apart: a fork bomb in one slot exhausts only its own ``RLIMIT_NPROC``, one
-    kernel cannot read another's scratch folder, and cleaning up a slot (kill every process of its user)
-    cannot touch the other slots.
+
+class SlotLease:
+    """Exclusive use of ``n`` sandbox users, machine-wide, for as long as the lease is open.
+
+    One unprivileged user per parallel slot when running as root (``None``, no switch, otherwise). Separate
+    users keep slots apart: a fork bomb in one slot exhausts only its own ``RLIMIT_NPROC``, one kernel cannot
+    read another's scratch folder, and cleaning up a slot (kill every process of its user) cannot touch the
+    others. The lease (an ``flock`` on a root-only file per user) extends this to several graders running at
+    once on one machine, e.g. two courses, or two test runs: each takes users no one else holds.
     """
-    if not is_root():
-        return [None] * n
-    return [ensure_user(f"{prefix}-{i}") for i in range(n)]
+
+    def __init__(self, n: int, prefix: str = USER_PREFIX, lock_dir: Path | None = None):
+        import fcntl
+        import tempfile
+
+        self.identities: list[Identity | None] = []
+        self._handles: list[Any] = []
+        if not is_root():
+            self.identities = [None] * n
+            return
+        lock_dir = lock_dir or Path(tempfile.gettempdir()) / f"{prefix}-locks"
+        lock_dir.mkdir(mode=0o700, exist_ok=True)
+        if lock_dir.is_symlink() or lock_dir.stat().st_uid != 0:
+            raise RuntimeError(f"{lock_dir} must be a folder owned by root")
+        os.chmod(lock_dir, 0o700)
+        for index in range(MAX_SLOTS):
+            if len(self.identities) == n:
+                break
+            handle = open(lock_dir / f"{index}.lock", "w")  # noqa: SIM115 - held for the lease
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            try:
+                self.identities.append(ensure_user(f"{prefix}-{index}"))
+            except BaseException:
+                handle.close()
+                self.close()
+                raise
+            self._handles.append(handle)
+        if len(self.identities) < n:
+            self.close()
+            raise RuntimeError(f"no free sandbox user: {MAX_SLOTS} are in use by other graders")
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles = []
+
+    def __enter__(self) -> SlotLease:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def user_tasks(uid: int) -> int:
