@@ -100,7 +100,7 @@ VOC_CLASSES: tuple[str, ...] = (
 PET_CLASSES: tuple[str, ...] = ("background", "pet")
 """Classes of :class:`OxfordPetSegmentation` (the trimap's border becomes 255)."""
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever :func:`render_scene` changes, so cached datasets are regenerated."""
 _META_FILE = "seglab.json"
 
