@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -294,3 +296,29 @@ def test_two_graders_on_one_machine_never_share_a_sandbox_user():
         assert len({i.uid for i in first.identities + second.identities}) == 3
     with sandbox.SlotLease(1) as again:  # released: the first user is free again
         assert again.identities[0] == first.identities[0]
+
+
+def test_limits_are_set_in_the_kernel_process():
+    limits = sandbox.Limits(memory_mb=1024, max_procs=20, cpu_s=30, file_mb=8)
+    code = (
+        "import resource as r; print([r.getrlimit(x) for x in "
+        "(r.RLIMIT_DATA, r.RLIMIT_NPROC, r.RLIMIT_CPU, r.RLIMIT_FSIZE, r.RLIMIT_CORE)])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=sandbox._limit_setter(limits, 20),
+        capture_output=True,
+        text=True,
+    )
+    expected = [(1024 << 20,) * 2, (20, 20), (30, 30), (8 << 20,) * 2, (0, 0)]
+    assert run.stdout.strip() == str(expected), run.stderr  # soft and hard: the kernel cannot raise them
+
+
+def test_kernel_environment_is_a_whitelist(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("SEGLAB_GRADING_DIR", "/somewhere/private")
+    monkeypatch.setenv("SEGLAB_BUDGET", "ci")
+    env = sandbox.kernel_env(tmp_path, "/data", threads=3)
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "SEGLAB_GRADING_DIR" not in env
+    assert env["SEGLAB_BUDGET"] == "ci" and env["SEGLAB_DATA"] == "/data" and env["PYTHONHASHSEED"] == "0"
+    assert env["OMP_NUM_THREADS"] == "3" and env["HOME"].startswith(str(tmp_path))
