@@ -581,13 +581,18 @@ def _is_up_to_date(entry: dict[str, Any] | None, fingerprint: str | None) -> boo
 def _clear_auto_scores(gb, lab: str, student: str, timestamp: str | None) -> None:
     """After a failed attempt: no autograder score survives, every cell is flagged for a human."""
     from nbgrader.api import MissingEntry
+    from nbgrader.utils import parse_utc
 
     gb.update_or_create_student(student)
     try:
         sub = gb.find_submission(lab, student)
     except MissingEntry:
-        sub = gb.add_submission(lab, student, **({"timestamp": timestamp} if timestamp else {}))
+        sub = gb.add_submission(lab, student)
+    if timestamp:
+        with contextlib.suppress(ValueError, OverflowError):
+            sub.timestamp = parse_utc(timestamp)
     for snb in sub.notebooks:
+        snb.late_submission_penalty = None
         for grade in snb.grades:
             grade.auto_score = None
             grade.needs_manual_grade = True
@@ -732,22 +737,43 @@ def grade(
     the lab's own solution is graded first in the same sandbox and must score full marks: a broken grading
     environment stops here instead of giving a whole class zeros.
     """
-    from nbgrader.api import Gradebook
-
     limits = limits or sandbox.Limits(cell_timeout=course.cell_timeout)
     if lab not in course.gradebook_labs():
         raise CourseError(f"{lab} is not in the gradebook {course.db_path}: run `course release {lab}` first")
+    lock = _writer_lock(course)
+    try:
+        return _grade_locked(
+            course,
+            lab,
+            students,
+            workers,
+            limits,
+            force,
+            reference,
+            workdir,
+            keep_workdir,
+            user_prefix,
+            progress,
+        )
+    finally:
+        lock.close()
+
+
+def _grade_locked(
+    course, lab, students, workers, limits, force, reference, workdir, keep_workdir, user_prefix, progress
+) -> GradeReport:
+    from nbgrader.api import Gradebook
+
     lab_dirs = (
-        sorted(p.parent for p in course.submitted.glob(f"*/{lab}") if p.is_dir())
+        sorted(p for p in course.submitted.glob(f"*/{lab}") if p.is_dir())
         if course.submitted.is_dir()
         else []
     )
-    available = {d.name: course.submission_dir(d.name, lab) for d in lab_dirs}
+    available = {d.parent.name: course.submission_dir(d.parent.name, lab) for d in lab_dirs}
     wanted = list(students) if students else sorted(available)
     missing = [s for s in wanted if s not in available]
     if missing:
         raise CourseError(f"no submission of {lab} for: {', '.join(missing)} (looked in {course.submitted})")
-    lock = _writer_lock(course)
     store = StatusStore(course.status_path)
     jobs, skipped = [], []
     for student in wanted:
@@ -758,6 +784,8 @@ def grade(
             skipped.append(student)
             continue
         jobs.append(sandbox.Job(lab, student, available[student]))
+    if not jobs:
+        return GradeReport(lab, [], 0.0, None, skipped)
     base = Path(workdir or tempfile.gettempdir())
     batch_dir = Path(tempfile.mkdtemp(prefix=f"seglabs-grade-{lab}-", dir=base))
     os.chmod(batch_dir, 0o711)
@@ -822,7 +850,6 @@ def grade(
     finally:
         if lease is not None:
             lease.close()
-        lock.close()
         if keep_workdir:
             print(f"job folders kept in {batch_dir}")
         else:
@@ -1002,9 +1029,14 @@ def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
                         "reason": reason,
                     }
                 )
+                written = {
+                    c.name
+                    for snb in (sub.notebooks if sub is not None else [])
+                    for c in snb.notebook.solution_cells
+                }
                 for nb_name, g in grades:
                     exercise = re.match(r"(ex\d+)", g.name)
-                    manual = g.cell.cell_type == "markdown" or g.auto_score is None
+                    manual = g.name in written  # graded by hand: written answers (grade and solution cells)
                     ex_rows.append(
                         {
                             "student": student,
