@@ -116,19 +116,8 @@ while True:  # ignores the cell limit's interrupt: only the notebook limit can s
 """,
 }
 
-# Whether an attack leaves the answer cell intact (the function is still defined after it).
-ATTACK_KEEPS_ANSWER = {
-    "delete_files": True,
-    "overwrite_gradebook": True,
-    "read_others": True,
-    "sys_exit": True,
-    "kill_kernel": False,
-    "fork_past_cap": True,
-    "allocate_past_cap": True,
-    "print_100mb": True,
-    "infinite_loop": False,
-    "loop_ignoring_interrupt": False,
-}
+# Attacks placed after the answer in its cell (the others come first, so a survivor still defines it).
+AFTER_ANSWER = {"sys_exit", "print_100mb"}
 
 
 def _cell(nb, grade_id: str):
@@ -179,7 +168,8 @@ def hostile(lab: str, release: Path, attack: str, targets: Targets):
         solution=str(targets.course / "solutions" / lab / f"{lab}.ipynb"),
     )
     if attack == "sys_exit":
-        code += "_leave()\n"  # exit at the end of the cell, after the answer is defined
+        code += "_leave()\n"
+    if attack in AFTER_ANSWER:  # at the end of the cell: the answer is defined whatever the attack does
         cell = _cell(nb, answer_code_cells(nb)[0])
         cell.source = cell.source + "\n" + code
         return nb
