@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "check_equal",
     "check_shape",
     "rel_error",
+    "require",
 ]
 
 
@@ -153,6 +155,19 @@ def run_cases(cases: Mapping[str, Callable[[], Any]] | Iterable[tuple[str, Calla
         message = f"{passed}/{len(items)} hidden cases passed\n" + "\n".join(failures)
         raise HiddenTestFailure(message).with_traceback(None) from None
     print(f"✓ all {len(items)} hidden cases passed")
+
+
+def require(*names: str, exercise: int | str | None = None) -> None:
+    """Stop a cell politely when an earlier answer has not defined ``names`` yet.
+
+    Cells that use what an exercise defines call ``require("pixel_model", exercise=6)`` first, so an unanswered
+    exercise shows the same ``NotImplementedError`` as its stub instead of a confusing ``NameError``.
+    """
+    namespace = sys._getframe(1).f_globals  # the notebook's namespace when called from a cell
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        where = f"Exercise {exercise}" if exercise is not None else "the exercise above"
+        raise NotImplementedError(f"finish {where} first: {', '.join(missing)} not defined yet")
 
 
 # --- visible checks ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from helpers.checks import (
     check_shape,
     forbidden,
     rel_error,
+    require,
     run_cases,
 )
 
@@ -93,3 +94,10 @@ def test_visible_checks_pass_print_and_fail_loudly(capsys):
 def test_rel_error():
     assert rel_error(X, X) == 0.0
     assert rel_error(torch.tensor([1.0]), torch.tensor([3.0])) == pytest.approx(0.5)
+
+
+def test_require_names_the_missing_answer():
+    defined_here = 1  # noqa: F841 - require looks names up in the caller's globals, not locals
+    require("torch", exercise=1)
+    with pytest.raises(NotImplementedError, match="finish Exercise 6 first: pixel_model not defined yet"):
+        require("torch", "pixel_model", exercise=6)
