@@ -515,7 +515,7 @@ def make_scenes(
     for folder in (images, masks, sets):
         folder.mkdir(parents=True, exist_ok=True)
     palette = _png_palette()
-    with tqdm(total=n_train + n_val, desc=f"rendering scenes into {root}", disable=not progress) as bar:
+    with tqdm(total=n_train + n_val, desc=f"rendering {n_train + n_val} scenes of {size}×{size}", disable=not progress) as bar:
         for split, n in (("train", n_train), ("val", n_val)):
             ids = [f"{split}_{i:06d}" for i in range(n)]
             for i, name in enumerate(ids):
