@@ -523,6 +523,10 @@ def _kernel_manager_class():
             python = job.get("python")
             if python and kernel_cmd and Path(kernel_cmd[0]).resolve() == Path(sys.executable).resolve():
                 kernel_cmd = [python, *kernel_cmd[1:]]
+            if any("ipykernel" in part for part in kernel_cmd):
+                # Import the checks before the first cell: the built-ins they capture are then the originals,
+                # whatever the student's code patches later (no name is bound in the notebook's namespace).
+                kernel_cmd = [*kernel_cmd, "--IPKernelApp.exec_lines=__import__('helpers.checks')"]
             kw["cwd"] = str(scratch)
             log = open(job_dir / "kernel.log", "ab")  # noqa: SIM115 - the kernel writes through this fd
             kw["stdout"] = kw["stderr"] = log

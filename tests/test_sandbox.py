@@ -73,6 +73,7 @@ EXPECTED = {
     "test_unlocked": ("tampered: test cell metadata changed", 0.0),
     "duplicate_grade_id": ("tampered: duplicate grade_id", 0.0),
     "test_source_emptied": ("graded", None),
+    "monkeypatch_checks": ("graded", 4.0),
     "corrupt": ("ungraded: corrupt notebook", 0.0),
 }
 
@@ -123,6 +124,27 @@ def _outputs_text(path: Path) -> str:
     return "\n".join(parts)
 
 
+PATCH_AND_WRONG_ANSWER = """
+import torch
+torch.equal = lambda *args, **kwargs: True  # make every tensor comparison pass...
+torch.allclose = lambda *args, **kwargs: True
+from helpers.checks import check_equal  # ...before the checks are (first) imported
+print("FOOLED" if check_equal("probe", torch.tensor([1]), torch.tensor([2]), strict=False) else "CAUGHT")
+
+def count_pixels(label_map, num_classes):  # wrong on purpose
+    return torch.zeros(num_classes, dtype=torch.int64)
+"""
+
+
+def _monkeypatching(release: Path):
+    """Lab 00 with a wrong ex1 answer that patches torch's comparisons to hide it."""
+    nb = subs.correct(LAB, release)
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "ex1_count_pixels":
+            cell.source = PATCH_AND_WRONG_ANSWER
+    return nb
+
+
 @pytest.fixture(scope="module")
 def batch():
     root = Path(tempfile.mkdtemp(prefix="seglabs-hostile-", dir="/tmp"))
@@ -157,7 +179,8 @@ def batch():
         for how in subs.TAMPERING:
             subs.submit(subs.tampered(LAB, release, how), course.submitted, how, LAB)
         subs.corrupt(course.submitted, "corrupt", LAB)
-        students = hostile + list(subs.TAMPERING) + ["corrupt"]
+        subs.submit(_monkeypatching(release), course.submitted, "monkeypatch_checks", LAB)
+        students = hostile + list(subs.TAMPERING) + ["corrupt", "monkeypatch_checks"]
 
         rows_before = _gradebook_rows(course.db_path)
         tree_before = _digest_tree(course.root, _grading_output)
@@ -231,6 +254,14 @@ def test_limits_stopped_forks_memory_and_output(batch):
     assert printed.stat().st_size < 8 * (1 << 20), "100 MB of output reached the autograded notebook"
     assert any("output truncated" in n for n in batch["results"]["print_100mb"]["notes"])
     assert any("timed out" in n for n in batch["results"]["infinite_loop"]["notes"])
+
+
+def test_monkeypatched_comparisons_do_not_fool_the_checks(batch):
+    # helpers.checks was imported before the student's first cell: it kept the original torch.equal.
+    text = _outputs_text(_autograded(batch, "monkeypatch_checks"))
+    assert "CAUGHT" in text and "FOOLED" not in text, text[-800:]
+    grades = batch["results"]["monkeypatch_checks"]["grades"]
+    assert grades[f"{LAB}/ex1_count_pixels_tests"] == 0, grades
 
 
 def test_restored_test_cell_still_catches_a_wrong_answer(batch):
