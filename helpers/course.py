@@ -653,7 +653,9 @@ def record_result(
             _replace_tree(job.job_dir / "grading" / "autograded" / student / lab, autograded_real)
         else:
             _clear_auto_scores(gb, lab, student, timestamp)
-            shutil.rmtree(autograded_real, ignore_errors=True)  # no stale feedback from an older attempt
+            # No stale feedback either: nothing of an older attempt can be handed back.
+            shutil.rmtree(autograded_real, ignore_errors=True)
+            shutil.rmtree(course.feedback / student / lab, ignore_errors=True)
     except Exception as err:  # noqa: BLE001 - the attempt is recorded as failed, never as a stale success
         gb.db.rollback()
         status, scores = "ungraded: grading failed", None
@@ -968,6 +970,8 @@ def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
     """Write grades per student and lab, and a per-exercise breakdown, each case marked with what happened."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    if not course.db_path.exists():
+        raise CourseError(f"no gradebook at {course.db_path} yet: run `course release` first")
     out = out or course.grading / "grades.csv"
     by_exercise = out.with_name(out.stem + "-by-exercise" + out.suffix)
     store = StatusStore(course.status_path)

@@ -227,7 +227,7 @@ def graded():
             course, LAB, workers=2, limits=LIMITS, force=True, reference=False, progress=False
         )
         skipped = course_mod.grade(course, LAB, workers=2, limits=LIMITS, progress=False)
-        pages = course_mod.feedback(course, LAB)
+        pages = {p.parent.parent.name: _visible_text(p.read_text()) for p in course_mod.feedback(course, LAB)}
         export_1 = _csv(course_mod.export(course, root / "out" / "grades.csv")[0])
         by_exercise = list(csv.DictReader(open(root / "out" / "grades-by-exercise.csv")))
         cli = subprocess.run(
@@ -313,7 +313,7 @@ class TestGradedCourse:
         assert sum(float(r["max_points"]) for r in rows) == 10
 
     def test_feedback_says_what_failed_without_hidden_tests(self, graded):
-        pages = {p.parent.parent.name: _visible_text(p.read_text()) for p in graded["pages"]}
+        pages = graded["pages"]
         assert sorted(pages) == ["ann", "ben", "dan"]
         hidden = hidden_test_lines(read(solution_path(LAB)))
         for student, page in pages.items():
@@ -337,6 +337,9 @@ class TestGradedCourse:
         # In nbgrader's own gradebook too: the old 10 points are gone and every cell awaits a human.
         assert graded["ann_grades"] and all(score is None and flag for score, flag in graded["ann_grades"])
         assert not (graded["course"].autograded / "ann" / LAB).exists()
+        assert not (
+            graded["course"].feedback / "ann" / LAB
+        ).exists()  # her old feedback cannot be handed back
 
     def test_an_edited_submission_is_not_reported_with_its_old_score(self, graded):
         ben = graded["export_2"][("ben", LAB)]
