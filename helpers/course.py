@@ -668,7 +668,10 @@ def record_result(
         "auto_score": auto,
         "max_auto_score": max_auto,
         "grades": _flat_grades(scores),
-        "fingerprint": submission_fingerprint(job.submission),
+        # Of the copy that was graded: a file replaced while grading ran shows as changed, never as graded.
+        "fingerprint": submission_fingerprint(
+            job.job_dir / "grading" / "submitted" / student / lab if job.job_dir else job.submission
+        ),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(float(result.get("seconds") or 0), 2),
         "exec_seconds": round(float(result.get("exec_seconds") or 0), 2),
