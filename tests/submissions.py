@@ -9,6 +9,7 @@ sandbox failure cannot take the machine down.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
@@ -240,6 +241,14 @@ def corrupt(submitted: Path, student: str, lab: str) -> Path:
 
 
 _TEMPLATES: dict[str, Path] = {}
+
+
+@atexit.register
+def _remove_templates() -> None:
+    import shutil
+
+    for template in _TEMPLATES.values():
+        shutil.rmtree(template.parent, ignore_errors=True)
 
 
 def released_course(root: Path, lab: str) -> Path:
