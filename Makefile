@@ -62,7 +62,7 @@ format: install ## ruff: format Python files
 test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
-	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+	  --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
 	$(BIN)/ruff check .
@@ -84,7 +84,7 @@ $(CHROMIUM):
 
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
