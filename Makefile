@@ -69,7 +69,7 @@ test-fast: install ## unit tests and static checks only (no notebooks, no gradin
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
 
 test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)
-	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests, installed through apt-get when missing.
 $(CHROMIUM):
@@ -84,7 +84,7 @@ $(CHROMIUM):
 
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
