@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((label, params, run, held, val))
         per_class = " ".join(f"{c} {v:.2f}" for c, v in zip(CLASSES, held["iou"]))
         print(
-            f"{label:<30} {params / 1e6:6.2f} M params {run['steps']:6d} steps {run['images/s']:7.0f} img/s "
+            f"{label:<30} {params:>10,} params {run['steps']:6d} steps {run['images/s']:7.0f} img/s "
             f"({run['wall_s']:.0f} s wall)  "
             f"held-out mIoU {held['miou']:.3f}  val mIoU {val['miou']:.3f}   [{per_class}]",
             flush=True,
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|")
     for label, params, run, held, val in rows:
         print(
-            f"| {label} | {params / 1e6:.2f} M | {run['steps']} | {run['images/s']:.0f} | {held['miou']:.3f} | "
+            f"| {label} | {params:,} | {run['steps']} | {run['images/s']:.0f} | {held['miou']:.3f} | "
             f"{val['miou']:.3f} |"
         )
     return 0
