@@ -61,8 +61,9 @@ format: install ## ruff: format Python files
 # Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
 test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
-	  --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests --durations=15 $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
+	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
 	$(BIN)/ruff check .
@@ -84,7 +85,8 @@ $(CHROMIUM):
 
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
-	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests solutions \
+	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests $(PYTEST_ARGS)
+	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
