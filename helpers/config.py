@@ -13,6 +13,7 @@ give a student the tiny CI budget.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,3 +41,15 @@ def budget(full: T, ci: T) -> T:
 def is_ci_budget() -> bool:
     """True when training cells should run with the small CI budget."""
     return budget_level() == "ci"
+
+
+def data_dir() -> Path:
+    """Folder where generated datasets are cached: ``$SEGLAB_DATA`` if set, else the checkout's ``data/`` when it
+    is writable (editable install), else ``~/.cache/seglabs``. Lives here, free of torch, so the ``course`` command
+    can find it cheaply; ``helpers.data.data_dir`` is the same function."""
+    if os.environ.get("SEGLAB_DATA"):
+        return Path(os.environ["SEGLAB_DATA"]).expanduser()
+    checkout = Path(__file__).resolve().parents[1] / "data"
+    if checkout.is_dir() and os.access(checkout, os.W_OK):
+        return checkout
+    return Path.home() / ".cache" / "seglabs"

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import sandbox
+from helpers.config import data_dir as shared_data_dir
 
 REFERENCE_STUDENT = "_reference_solution"
 STUDENT_ID = re.compile(r"^\w[\w.@+-]{0,127}$")
@@ -523,14 +524,6 @@ class GradeReport:
         return Counter(r["status"] for r in self.results)
 
 
-def shared_data_dir() -> Path:
-    """The dataset cache ``helpers.data.data_dir()`` uses (same rule, without importing torch here)."""
-    if os.environ.get("SEGLAB_DATA"):
-        return Path(os.environ["SEGLAB_DATA"]).expanduser()
-    checkout = Path(__file__).resolve().parents[1] / "data"
-    if checkout.is_dir() and os.access(checkout, os.W_OK):
-        return checkout
-    return Path.home() / ".cache" / "seglabs"
 
 
 def protect(course: Course) -> list[str]:

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from helpers.config import data_dir
+
 __all__ = [
     "CLASSES",
     "NUM_CLASSES",
@@ -528,16 +530,6 @@ def make_scenes(
             (sets / f"{split}.txt").write_text("".join(f"{name}\n" for name in ids))
     (root / _META_FILE).write_text(json.dumps(_meta(n_train, n_val, size, seed), indent=2) + "\n")
     return root
-
-
-def data_dir() -> Path:
-    """Folder where generated datasets are cached (see module docstring for the order of choices)."""
-    if os.environ.get("SEGLAB_DATA"):
-        return Path(os.environ["SEGLAB_DATA"]).expanduser()
-    checkout = Path(__file__).resolve().parents[1] / "data"
-    if checkout.is_dir() and os.access(checkout, os.W_OK):
-        return checkout
-    return Path.home() / ".cache" / "seglabs"
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:
