@@ -41,16 +41,11 @@ kernel: install ## register the .venv as a Jupyter kernel "Python (seglabs)" for
 lab: install kernel ## set up, then start JupyterLab on labs/ (headless: make lab ARGS=--no-browser)
 	$(BIN)/jupyter lab --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
-labs: install ## regenerate labs/ (student versions) from solutions/ with nbgrader generate_assignment
-	@for src in solutions/*/; do lab=$$(basename $$src); \
-	  echo "generate_assignment $$lab"; \
-	  $(BIN)/nbgrader generate_assignment $$lab --force --log-level=WARN || exit 1; \
-	done
+labs: install ## regenerate labs/ (student versions) from solutions/: the guarded `course release`
+	$(BIN)/course release
 
 release-ids: ## record the grade_ids of all labs as released (run once when releasing; see README)
-	$(PY) -c "import json, sys; sys.path.insert(0, 'tests'); from labtools import *; \
-	  json.dump({lab: {c.grade_id: c.points for c in graded_cells(read(solution_path(lab)))} for lab in lab_names()}, \
-	  open('tests/grade_ids.json', 'w'), indent=2, sort_keys=True); print('wrote tests/grade_ids.json')"
+	$(PY) -m seglabs_grading.cells --write-release-ids tests/grade_ids.json
 
 lint: install ## ruff: lint Python files and notebooks
 	$(BIN)/ruff check .
@@ -70,7 +65,7 @@ test-fast: install ## unit tests and static checks only (no notebooks, no gradin
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
 
 test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)
-	SEGLAB_BUDGET=ci SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/test_ui.py $(PYTEST_ARGS)
+	SEGLAB_BUDGET=ci SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/ui $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests, installed through apt-get when missing.
 $(CHROMIUM):
@@ -90,7 +85,7 @@ test-full: install ## every test with the students' real training budgets (slow)
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) -m benchmarks.$$(basename $$b .py) || exit 1; done
 
 clean: ## remove generated data, grading folders and caches (keeps .venv)
 	rm -rf grading data/scenes* .pytest_cache .ruff_cache screenshots

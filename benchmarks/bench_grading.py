@@ -12,8 +12,8 @@ once with 1 worker and once with 2, and the benchmark prints:
 - whether every submission came back with the status its kind must have (none lost), and whether the two runs
   gave identical grades::
 
-    python benchmarks/bench_grading.py                           # a handful per lab (--n 4), CI budget
-    python benchmarks/bench_grading.py --n 100 --labs 00_getting_started
+    python -m benchmarks.bench_grading                           # a handful per lab (--n 4), CI budget
+    python -m benchmarks.bench_grading --n 100 --labs 00_getting_started
 
 On a machine shared with other work the timings move; the status checks do not.
 """
@@ -29,14 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from seglabs_grading import course as course_mod
+from seglabs_grading import sandbox
+from tests import submissions as subs
+from tests.labtools import lab_names, read, solution_path
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import submissions as subs  # noqa: E402
-from labtools import lab_names, read, solution_path  # noqa: E402
-
-from helpers import course as course_mod  # noqa: E402
-from helpers import sandbox  # noqa: E402
 
 # The mixture, in the order submissions are made (it repeats): the first few already cover every kind.
 PATTERN = [

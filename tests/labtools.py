@@ -7,29 +7,34 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
+from seglabs_grading.cells import (  # noqa: F401  (re-exported for the tests)
+    HIDDEN_BLOCK,
+    HIDDEN_MARKERS,
+    SOLUTION_BLOCK,
+    SOLUTION_MARKERS,
+    GradedCell,
+    answer_code_cells,
+    graded_cells,
+    hidden_test_lines,
+    nbgrader_meta,
+    read,
+)
+from seglabs_grading.cells import lab_names as _lab_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 LABS = ROOT / "labs"
 VENV_BIN = Path(sys.executable).parent
 
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
-HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-SOLUTION_BLOCK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?### END SOLUTION[ \t]*$", re.S | re.M)
-
 
 def lab_names() -> list[str]:
     """Names of all labs with a solution notebook, in order."""
-    return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file())
+    return _lab_names(SOLUTIONS)
 
 
 def solution_path(lab: str) -> Path:
@@ -38,68 +43,6 @@ def solution_path(lab: str) -> Path:
 
 def release_path(lab: str) -> Path:
     return LABS / lab / f"{lab}.ipynb"
-
-
-def read(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(str(path), as_version=4)
-
-
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-@dataclass(frozen=True)
-class GradedCell:
-    grade_id: str
-    cell_type: str
-    points: float
-    autograded: bool  # a test cell (True) or a manually graded answer (False)
-
-
-def graded_cells(nb) -> list[GradedCell]:
-    """Cells that carry points: autograded test cells and manually graded answers."""
-    out = []
-    for cell in nb.cells:
-        meta = nbgrader_meta(cell)
-        if meta.get("grade"):
-            out.append(
-                GradedCell(
-                    meta["grade_id"],
-                    cell.cell_type,
-                    float(meta.get("points", 0)),
-                    autograded=not meta.get("solution", False),
-                )
-            )
-    return out
-
-
-def answer_code_cells(nb) -> list[str]:
-    """grade_ids of autograded answer cells (code cells students fill in)."""
-    return [
-        nbgrader_meta(c)["grade_id"]
-        for c in nb.cells
-        if c.cell_type == "code" and nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")
-    ]
-
-
-def hidden_test_lines(nb) -> list[str]:
-    """Distinctive source lines of the hidden-test blocks: what must never reach students.
-
-    Lines that also occur outside the hidden blocks (a shared import, a visible check) and short or generic
-    lines (``def case():``, ``})``) are left out: seeing them reveals nothing.
-    """
-    hidden, visible = [], set()
-    for cell in nb.cells:
-        blocks = HIDDEN_BLOCK.findall(cell.source)
-        outside = HIDDEN_BLOCK.sub("", cell.source)
-        visible.update(line.strip() for line in outside.splitlines())
-        for block in blocks:
-            hidden.extend(line.strip() for line in block.splitlines())
-    return [
-        line
-        for line in dict.fromkeys(hidden)
-        if len(line) >= 25 and not line.startswith("#") and line not in visible
-    ]
 
 
 def nbgrader_env(grading_dir: Path | None = None, budget: str = "ci") -> dict:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labtools import answer_code_cells, nbgrader_meta, read, solution_path
+from tests.labtools import answer_code_cells, nbgrader_meta, read, solution_path
 
 
 @dataclass(frozen=True)
@@ -260,9 +260,8 @@ def released_course(root: Path, lab: str) -> Path:
     import shutil
     import tempfile
 
-    from labtools import make_course
-
-    from helpers import course as course_mod
+    from seglabs_grading import course as course_mod
+    from tests.labtools import make_course
 
     if lab not in _TEMPLATES:
         template_root = Path(tempfile.mkdtemp(prefix="seglabs-template-"))

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import pytest
-from labtools import LABS, ROOT, SOLUTIONS, VENV_BIN, lab_names, release_path, solution_path
-from ui_jupyter import CHROMIUM, CHROMIUM_ARGS, CellReport, JupyterLab, NotebookSession
+
+from tests.labtools import LABS, ROOT, SOLUTIONS, VENV_BIN, lab_names, release_path, solution_path
+from tests.ui.ui_jupyter import CHROMIUM, CHROMIUM_ARGS, CellReport, JupyterLab, NotebookSession
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.xdist_group("ui")]
 

@@ -22,11 +22,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import submissions as subs
-from labtools import ROOT, hidden_test_lines, lab_names, read, solution_path
+from tests import submissions as subs
+from tests.labtools import ROOT, hidden_test_lines, lab_names, read, solution_path
 
-from helpers import course as course_mod
-from helpers import sandbox
+from seglabs_grading import course as course_mod
+from seglabs_grading import sandbox
 from helpers.config import budget, budget_level
 
 LAB = "00_getting_started"
@@ -170,7 +170,7 @@ def test_shared_data_dir_matches_helpers_data(monkeypatch):
 
 
 def test_cli_runs_as_a_module_and_lists_the_commands():
-    run = subprocess.run([sys.executable, "-m", "helpers.course", "--help"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "seglabs_grading.course", "--help"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     for command in ("release", "collect", "grade", "feedback", "export", "due", "extend"):
         assert command in run.stdout
@@ -234,7 +234,7 @@ def graded():
             [
                 sys.executable,
                 "-m",
-                "helpers.course",
+                "seglabs_grading.course",
                 "--course",
                 str(path),
                 "export",

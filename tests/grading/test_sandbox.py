@@ -32,11 +32,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import submissions as subs
-from labtools import lab_names
+from tests import submissions as subs
+from tests.labtools import lab_names
 
-from helpers import course as course_mod
-from helpers import sandbox
+from seglabs_grading import course as course_mod
+from seglabs_grading import sandbox
 
 LAB = "00_getting_started"
 FILE_ATTACKS = {"delete_files", "overwrite_gradebook", "read_others", "fork_past_cap"}

@@ -1,6 +1,6 @@
 """Grade one submission at a time with nbgrader's own autograde, in a sandbox that a hostile notebook cannot break.
 
-``course grade`` (see :mod:`helpers.course`) drives this module; nothing here is needed by students.
+``course grade`` (see :mod:`seglabs_grading.course`) drives this module; nothing here is needed by students.
 
 How one submission is graded
 ----------------------------
@@ -966,7 +966,7 @@ def _job_message(job: Job, setup: BatchSetup, identity: Identity | None) -> dict
 
 
 class _Worker:
-    """A worker process (``python -m helpers.sandbox worker``) and the pipe it answers on."""
+    """A worker process (``python -m seglabs_grading.sandbox worker``) and the pipe it answers on."""
 
     def __init__(self, slot: int, log_path: Path):
         self.slot = slot
@@ -975,7 +975,7 @@ class _Worker:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         self.log = open(log_path, "ab")  # noqa: SIM115 - kept open for the worker's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "helpers.sandbox", "worker"],
+            [sys.executable, "-m", "seglabs_grading.sandbox", "worker"],
             stdin=subprocess.PIPE,
             stdout=self.log,
             stderr=self.log,
@@ -1160,7 +1160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["worker"]:
         return worker_main()
     print(
-        "usage: python -m helpers.sandbox worker   (started by `course grade`; not meant to be run by hand)"
+        "usage: python -m seglabs_grading.sandbox worker   (started by `course grade`; not meant to be run by hand)"
     )
     return 2
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 import tomllib
-from labtools import ROOT
+from tests.labtools import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CONSTRAINTS = {

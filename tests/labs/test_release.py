@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from labtools import (
+from tests.labtools import (
     HIDDEN_MARKERS,
     LABS,
     ROOT,

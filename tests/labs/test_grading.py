@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from labtools import (
+from tests.labtools import (
     answer_code_cells,
     graded_cells,
     hidden_test_lines,

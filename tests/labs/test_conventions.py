@@ -7,7 +7,7 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
-from labtools import (
+from tests.labtools import (
     HIDDEN_MARKERS,
     ROOT,
     SOLUTION_MARKERS,
@@ -19,7 +19,7 @@ from labtools import (
     release_path,
     solution_path,
 )
-from setup_cell import SETUP_CELL
+from tests.setup_cell import SETUP_CELL
 
 LABS = lab_names()
 EXERCISE_HEADING = re.compile(r"^## Exercise (\d+) — .+\((\d+(?:\.\d+)?) points?\)\s*$", re.M)

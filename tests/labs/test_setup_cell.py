@@ -15,9 +15,9 @@ import sys
 import textwrap
 
 import tomllib
-from labtools import ROOT
+from tests.labtools import ROOT
 from packaging.requirements import Requirement
-from setup_cell import SETUP_CELL
+from tests.setup_cell import SETUP_CELL
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 

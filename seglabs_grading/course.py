@@ -1,0 +1,1258 @@
+"""``course``: the instructor's commands for a whole term, wrapping nbgrader's own.
+
+Run from the course folder (the one with ``nbgrader_config.py``), as ``course ...`` or ``python -m seglabs_grading.course``::
+
+    course release                       # nbgrader generate_assignment for every lab (guards grade_ids mid-term)
+    course collect export.zip --lab 01_per_pixel_labels   # LMS zip or folder -> grading/submitted/<student>/<lab>/
+    course grade 01_per_pixel_labels --workers 2          # sandboxed parallel autograde, one writer
+    course feedback 01_per_pixel_labels                   # nbgrader generate_feedback (hidden tests removed)
+    course export                                         # grading/grades.csv + grading/grades-by-exercise.csv
+    course due 01_per_pixel_labels "2025-03-01 23:59 +0700"; course extend 01_per_pixel_labels alice --days 2
+
+Grades say what happened. Every grading attempt's outcome is kept in ``grading/status.json`` (written by the single
+writer, next to the gradebook), and the export reports, per student and lab, ``graded`` or why not:
+``ungraded: corrupt notebook``, ``ungraded: timed out``, ``ungraded: kernel died``, ``ungraded: grading failed``,
+``tampered: test cell removed``, ``tampered: test cell metadata changed``, ``tampered: duplicate grade_id``, ...
+Anything but ``graded`` scores 0 in the ``score`` column (nbgrader's own number, when it produced one, is kept in
+``nbgrader_score`` for review), and a failed re-grade clears the old autograder scores instead of keeping them.
+See :mod:`seglabs_grading.sandbox` for how a submission is isolated while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.config import data_dir as shared_data_dir
+from seglabs_grading import cells, sandbox
+
+REFERENCE_STUDENT = "_reference_solution"
+STUDENT_ID = re.compile(r"^\w[\w.@+-]{0,127}$")
+MAX_COLLECT_BYTES = 64 << 20
+STATUS_GRADED = "graded"
+
+
+class CourseError(RuntimeError):
+    """A problem the instructor must fix; printed without a traceback."""
+
+
+# =====================================================================================================
+# The course folder, as nbgrader sees it
+# =====================================================================================================
+@dataclass(frozen=True)
+class Course:
+    root: Path
+    config_file: Path
+    source: Path
+    release: Path
+    submitted: Path
+    autograded: Path
+    feedback: Path
+    db_path: Path
+    cell_timeout: int
+
+    @property
+    def grading(self) -> Path:
+        return self.db_path.parent
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def status_path(self) -> Path:
+        return self.grading / "status.json"
+
+    def labs(self) -> list[str]:
+        """Labs with a source notebook ``<source>/<lab>/<lab>.ipynb``."""
+        if not self.source.is_dir():
+            return []
+        return sorted(p.name for p in self.source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+    def gradebook_labs(self) -> list[str]:
+        if not self.db_path.exists():
+            return []
+        from nbgrader.api import Gradebook
+
+        with Gradebook(self.db_url) as gb:
+            return sorted(a.name for a in gb.assignments)
+
+    def submission_dir(self, student: str, lab: str) -> Path:
+        return self.submitted / student / lab
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "nbgrader_config.py").is_file():
+            return folder
+    raise CourseError(
+        f"no nbgrader_config.py in {here} or above: run `course` from the course folder or pass --course"
+    )
+
+
+def load_course(root: Path | None = None) -> Course:
+    """Read the course's ``nbgrader_config.py`` with nbgrader's own CourseDirectory."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import PyFileConfigLoader
+
+    root = find_course_root(root)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    cd = CourseDirectory(config=config)
+    course_root = Path(cd.root).resolve()
+
+    def folder(name: str) -> Path:
+        return (course_root / name).resolve()
+
+    if not cd.db_url.startswith("sqlite:///"):
+        raise CourseError(f"`course` needs an SQLite gradebook; nbgrader_config.py sets db_url={cd.db_url!r}")
+    db_path = Path(cd.db_url[len("sqlite:///") :])
+    db_path = db_path if db_path.is_absolute() else course_root / db_path
+    timeout = 120
+    for section in ("Execute", "ExecutePreprocessor"):
+        value = config.get(section, {}).get("timeout")
+        if isinstance(value, int):
+            timeout = value
+    return Course(
+        root=course_root,
+        config_file=root / "nbgrader_config.py",
+        source=folder(cd.source_directory),
+        release=folder(cd.release_directory),
+        submitted=folder(cd.submitted_directory),
+        autograded=folder(cd.autograded_directory),
+        feedback=folder(cd.feedback_directory),
+        db_path=db_path.resolve(),
+        cell_timeout=timeout,
+    )
+
+
+def nbgrader_cmd(
+    course: Course, args: list[str], timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run one of nbgrader's own commands in the course folder, with this Python's ``bin/`` first on PATH."""
+    bindir = Path(sys.executable).parent
+    exe = bindir / "nbgrader"
+    env = dict(os.environ)
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"  # nbgrader runs `alembic` from here
+    cmd = [str(exe) if exe.exists() else "nbgrader", *args]
+    return subprocess.run(cmd, cwd=course.root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def submission_fingerprint(folder: Path) -> str | None:
+    """Hash of a submission folder's notebooks and timestamp (what grading depends on)."""
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and (path.suffix == ".ipynb" or path.name == "timestamp.txt")
+        ):
+            digest.update(path.name.encode() + b"\0" + (_sha256(path) or "").encode() + b"\0")
+    return digest.hexdigest()
+
+
+# =====================================================================================================
+# Status sidecar: the outcome of every grading attempt (the single writer owns it)
+# =====================================================================================================
+class StatusStore:
+    """``grading/status.json``: ``{"labs": {lab: {student: latest attempt}}}``, written atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = {"version": 1, "labs": {}}
+        if path.exists():
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError as err:
+                raise CourseError(
+                    f"{path} is not valid JSON ({err}); restore it from a backup or delete it"
+                ) from err
+
+    def get(self, lab: str, student: str) -> dict[str, Any] | None:
+        return self.data["labs"].get(lab, {}).get(student)
+
+    def put(self, lab: str, student: str, entry: dict[str, Any]) -> None:
+        previous = self.get(lab, student)
+        entry["attempt"] = (previous or {}).get("attempt", 0) + 1
+        self.data["labs"].setdefault(lab, {})[student] = entry
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+
+# =====================================================================================================
+# release
+# =====================================================================================================
+def release_guard(course: Course, lab: str) -> list[str]:
+    """Problems that would orphan submitted grades if ``lab`` were regenerated now (empty list: safe)."""
+    if not course.db_path.exists():
+        return []
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(course.db_url) as gb:
+        try:
+            assignment = gb.find_assignment(lab)
+        except MissingEntry:
+            return []
+        if not assignment.submissions:
+            return []
+        recorded = {}
+        for notebook in assignment.notebooks:
+            for cell in notebook.grade_cells:
+                recorded[(notebook.name, cell.name)] = float(cell.max_score)
+        count = len(assignment.submissions)
+    problems = []
+    for notebook in sorted({nb for nb, _ in recorded}):
+        path = course.source / lab / f"{notebook}.ipynb"
+        now = cells.grade_points(path) if path.exists() else {}
+        for (nb, grade_id), points in sorted(recorded.items()):
+            if nb != notebook:
+                continue
+            if grade_id not in now:
+                problems.append(f"{notebook}: graded cell {grade_id!r} was removed or renamed")
+            elif now[grade_id] != points:
+                problems.append(
+                    f"{notebook}: {grade_id!r} changed from {points:g} to {now[grade_id]:g} points"
+                )
+        for grade_id in sorted(set(now) - {g for (n, g) in recorded if n == notebook}):
+            problems.append(f"{notebook}: new graded cell {grade_id!r}")
+    return [f"{p} ({count} submissions exist)" for p in problems]
+
+
+def release(course: Course, labs: Sequence[str] | None = None, exchange: bool = False) -> list[str]:
+    labs = list(labs or course.labs())
+    if not labs:
+        raise CourseError(f"no labs in {course.source} (expected <lab>/<lab>.ipynb)")
+    unknown = [lab for lab in labs if lab not in course.labs()]
+    if unknown:
+        raise CourseError(f"no source notebook for {unknown} in {course.source}")
+    for lab in labs:
+        problems = release_guard(course, lab)
+        if problems:
+            raise CourseError(
+                f"refusing to regenerate {lab}: students have submitted it and the change would orphan their "
+                "grades:\n  "
+                + "\n  ".join(problems)
+                + "\nKeep every grade_id and its points; fix text or code "
+                "*inside* existing cells (README: 'Fixing a lab mid-term')."
+            )
+        run = nbgrader_cmd(course, ["generate_assignment", lab, "--force"], timeout=1800)
+        if run.returncode != 0:
+            raise CourseError(f"nbgrader generate_assignment {lab} failed:\n{run.stdout}{run.stderr}")
+        print(f"released {lab} -> {course.release / lab}")
+        if exchange:
+            run = nbgrader_cmd(course, ["release_assignment", lab, "--force"], timeout=600)
+            if run.returncode != 0:
+                raise CourseError(f"nbgrader release_assignment {lab} failed:\n{run.stdout}{run.stderr}")
+            print(f"  and to the exchange (students: Assignments tab -> Fetch {lab})")
+    return labs
+
+
+# =====================================================================================================
+# collect
+# =====================================================================================================
+@dataclass
+class Incoming:
+    path: tuple[str, ...]  # path parts inside the folder or zip
+    size: int
+    mtime: dt.datetime
+    read: Callable[[], bytes]
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.path)
+
+
+@dataclass
+class CollectReport:
+    imported: list[tuple[str, str, str]] = field(default_factory=list)  # (student, lab, source name)
+    unchanged: list[tuple[str, str, str]] = field(default_factory=list)
+    kept: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # an existing different submission was kept
+    replaced: list[tuple[str, str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    unmatched: list[tuple[str, str]] = field(default_factory=list)  # (source name, reason)
+    ignored: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"  {s:<24} {lab:<24} <- {src}" for s, lab, src in self.imported]
+        out += [
+            f"  {s:<24} {lab:<24} <- {src} (replaced the previous submission, kept in replaced/)"
+            for s, lab, src in self.replaced
+        ]
+        out.append(
+            f"collected {len(self.imported) + len(self.replaced)} submissions; {len(self.unchanged)} unchanged, "
+            f"{len(self.kept)} kept (already submitted, different: --replace to overwrite), "
+            f"{len(self.conflicts)} conflicts, {len(self.unmatched)} unmatched, {len(self.ignored)} other files ignored"
+        )
+        out += [f"  KEPT      {s}/{lab}: existing submission differs from {src}" for s, lab, src in self.kept]
+        out += [
+            f"  CONFLICT  {s}/{lab}: {', '.join(srcs)} (none imported: remove all but one)"
+            for s, lab, srcs in self.conflicts
+        ]
+        out += [f"  UNMATCHED {src}: {reason}" for src, reason in self.unmatched]
+        return out
+
+
+def _iter_folder(folder: Path) -> Iterator[Incoming]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        stat = path.stat()
+        yield Incoming(
+            path.relative_to(folder).parts,
+            stat.st_size,
+            dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc),
+            path.read_bytes,
+        )
+
+
+def _iter_zip(archive: Path) -> Iterator[Incoming]:
+    zf = zipfile.ZipFile(archive)
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".", ".."))
+        if not parts:
+            continue
+        mtime = dt.datetime(*info.date_time).astimezone(dt.timezone.utc)  # zip times are local wall-clock
+        yield Incoming(parts, info.file_size, mtime, lambda info=info: zf.read(info))
+
+
+def _skip(parts: tuple[str, ...]) -> bool:
+    return any(p.startswith(".") or p in ("__MACOSX", ".ipynb_checkpoints") for p in parts)
+
+
+def clean_student_id(raw: str) -> tuple[str | None, bool]:
+    """A student id from an LMS file or folder name, and whether the LMS marked it late."""
+    name = raw.strip()
+    moodle = re.fullmatch(r"(?P<name>.+?)_\d+_assignsubmission_[a-z]+_?", name)
+    if moodle:
+        name = moodle.group("name")
+    late = bool(re.search(r"_late(?=_|$)", name, re.I))
+    name = re.sub(r"_late(?=_|$)", "", name, flags=re.I)
+    name = re.sub(r"(?:_\d+)+$", "", name)  # LMS user/attachment ids
+    name = re.sub(r"\s+", "_", name.strip(" _-"))
+    if not STUDENT_ID.match(name) or name in (".", ".."):
+        return None, late
+    return name, late
+
+
+def match_submission(
+    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None
+) -> tuple[str | None, str | None, str]:
+    """``(student, lab, "")`` for a submitted notebook's path, or ``(None, None, reason)``."""
+    name = parts[-1]
+    if not name.endswith(".ipynb"):
+        return None, None, "not a notebook"
+    stem = name[: -len(".ipynb")]
+    if len(parts) >= 3 and parts[-2] == stem and stem in labs:  # nbgrader layout <student>/<lab>/<lab>.ipynb
+        student, _ = clean_student_id(parts[-3])
+        return (student, stem, "") if student else (None, None, f"invalid student id {parts[-3]!r}")
+    lab = None
+    prefix = stem
+    for candidate in sorted(labs, key=len, reverse=True):
+        m = re.fullmatch(rf"(?P<prefix>.*?){re.escape(candidate)}(?:-\d+| ?\(\d+\))?", stem)
+        if m:
+            lab, prefix = candidate, m.group("prefix").rstrip("_- ")
+            break
+    if lab is None:
+        if lab_hint is None:
+            return None, None, "no lab name in the file name (pass --lab LAB)"
+        lab = lab_hint
+    elif lab_hint is not None and lab != lab_hint:
+        return None, None, f"a submission of {lab}, not of --lab {lab_hint}"
+    raw = prefix or (parts[-2] if len(parts) >= 2 else "")
+    if not raw:
+        return None, None, "no student name in the file or folder name"
+    student, _ = clean_student_id(raw)
+    if student is None:
+        return None, None, f"invalid student id {raw!r}"
+    return student, lab, ""
+
+
+def _timestamp_text(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).isoformat()
+
+
+def collect(
+    course: Course,
+    source: Path,
+    lab: str | None = None,
+    replace: bool = False,
+    timestamps: str = "file",
+    dry_run: bool = False,
+) -> CollectReport:
+    """Import a folder or zip of submitted notebooks into ``submitted/<student>/<lab>/<lab>.ipynb``.
+
+    Never overwrites an existing, different submission unless ``replace`` (the old one is moved to
+    ``grading/replaced/``). Two files for one student and lab are a conflict: neither is imported.
+    ``timestamps``: ``file`` (the file's or zip entry's modification time, written to ``timestamp.txt`` for
+    nbgrader's late-submission logic), ``now``, or ``none``.
+    """
+    labs = sorted(set(course.labs()) | set(course.gradebook_labs()))
+    if lab is not None and lab not in labs:
+        raise CourseError(f"unknown lab {lab!r}; labs: {', '.join(labs) or 'none'}")
+    if not source.exists():
+        raise CourseError(f"{source} does not exist")
+    if source.is_dir():
+        entries = list(_iter_folder(source))
+    elif zipfile.is_zipfile(source):
+        entries = list(_iter_zip(source))
+    else:
+        raise CourseError(f"{source} is neither a folder nor a zip archive")
+    report = CollectReport()
+    entries = [e for e in entries if not _skip(e.path)]
+    # An LMS zip usually wraps everything in one folder: drop a top folder shared by all entries.
+    while entries and all(len(e.path) > 1 for e in entries) and len({e.path[0] for e in entries}) == 1:
+        if entries[0].path[0] in labs and lab is None:
+            break
+        for e in entries:
+            e.path = e.path[1:]
+    wanted: dict[tuple[str, str], list[Incoming]] = {}
+    for entry in entries:
+        student, matched_lab, reason = match_submission(entry.path, labs, lab)
+        if reason == "not a notebook":
+            report.ignored.append(entry.name)
+        elif student is None or matched_lab is None:
+            report.unmatched.append((entry.name, reason))
+        elif entry.size > MAX_COLLECT_BYTES:
+            report.unmatched.append((entry.name, f"larger than {MAX_COLLECT_BYTES >> 20} MB"))
+        else:
+            wanted.setdefault((student, matched_lab), []).append(entry)
+    now = dt.datetime.now(dt.timezone.utc)
+    for (student, matched_lab), group in sorted(wanted.items()):
+        contents = {e.name: e.read() for e in group}
+        if len(set(contents.values())) > 1:
+            report.conflicts.append((student, matched_lab, sorted(contents)))
+            continue
+        entry = group[0]
+        data = contents[entry.name]
+        dest_dir = course.submission_dir(student, matched_lab)
+        dest = dest_dir / f"{matched_lab}.ipynb"
+        record = (student, matched_lab, entry.name)
+        replaced = False
+        if dest.exists():
+            if dest.read_bytes() == data:
+                report.unchanged.append(record)
+                continue
+            if not replace:
+                report.kept.append(record)
+                continue
+            replaced = True
+        if dry_run:
+            (report.replaced if replaced else report.imported).append(record)
+            continue
+        if replaced:
+            stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+            backup = course.grading / "replaced" / student / matched_lab / stamp
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(dest_dir), str(backup))
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest_dir / f".{dest.name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        stamp_file = dest_dir / "timestamp.txt"
+        if timestamps == "file":
+            stamp_file.write_text(_timestamp_text(entry.mtime))
+        elif timestamps == "now":
+            stamp_file.write_text(_timestamp_text(now))
+        (report.replaced if replaced else report.imported).append(record)
+    return report
+
+
+# =====================================================================================================
+# grade: sandboxed workers, one writer
+# =====================================================================================================
+@dataclass
+class GradeReport:
+    lab: str
+    results: list[dict[str, Any]]
+    seconds: float
+    reference: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)
+    leftover_processes: list[str] = field(default_factory=list)  # sandbox users still running something
+
+    def counts(self) -> Counter:
+        return Counter(r["status"] for r in self.results)
+
+
+
+
+def protect(course: Course) -> list[str]:
+    """As root: make what a submission must never read private (submissions, gradebook, sources, .git)."""
+    if not sandbox.is_root():
+        return []
+    changed = []
+    candidates = [
+        (course.submitted, 0o700),
+        (course.autograded, 0o700),
+        (course.feedback, 0o700),
+        (course.source, 0o700),
+        (course.root / ".git", 0o700),
+        (course.grading / "replaced", 0o700),
+    ]
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        candidates.append((Path(f"{course.db_path}{suffix}"), 0o600))
+    candidates.append((course.status_path, 0o600))
+    for path, mode in candidates:
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, mode)
+            changed.append(str(path))
+    return changed
+
+
+def _writer_lock(course: Course):
+    """One `course grade` per gradebook at a time: the single-writer rule holds across processes too."""
+    import fcntl
+
+    course.grading.mkdir(parents=True, exist_ok=True)
+    handle = open(course.grading / ".course-grade.lock", "w")  # noqa: SIM115 - held until grading ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CourseError(
+            f"another `course grade` is writing to {course.db_path}; wait for it to finish"
+        ) from None
+    return handle
+
+
+def _is_up_to_date(entry: dict[str, Any] | None, fingerprint: str | None) -> bool:
+    return (
+        bool(entry) and entry.get("fingerprint") == fingerprint and not entry["status"].startswith("ungraded")
+    )
+
+
+def _clear_auto_scores(gb, lab: str, student: str, timestamp: str | None) -> None:
+    """After a failed attempt: no autograder score survives, every cell is flagged for a human."""
+    from nbgrader.api import MissingEntry
+    from nbgrader.utils import parse_utc
+
+    gb.update_or_create_student(student)
+    try:
+        sub = gb.find_submission(lab, student)
+    except MissingEntry:
+        sub = gb.add_submission(lab, student)
+    if timestamp:
+        with contextlib.suppress(ValueError, OverflowError):
+            sub.timestamp = parse_utc(timestamp)
+    for snb in sub.notebooks:
+        snb.late_submission_penalty = None
+        for grade in snb.grades:
+            grade.auto_score = None
+            grade.needs_manual_grade = True
+    gb.db.commit()
+
+
+def merge_result(gb, lab: str, student: str, scores: dict[str, Any], flag: bool) -> None:
+    """Write one submission's autograder results into the real gradebook (what nbgrader's autograde writes).
+
+    The fields are exactly those nbgrader's Autograde sets: the submission's timestamp, each grade's
+    ``auto_score`` and ``needs_manual_grade``, each comment's ``auto_comment`` and each notebook's late penalty.
+    Manual scores and comments entered in the formgrader are left alone. ``flag`` marks every cell for review.
+    """
+    gb.update_or_create_student(student)
+    kwargs = {"timestamp": scores["timestamp"]} if scores.get("timestamp") else {}
+    gb.update_or_create_submission(lab, student, **kwargs)
+    for nb_name, data in scores["notebooks"].items():
+        snb = gb.find_submission_notebook(nb_name, lab, student)
+        snb.late_submission_penalty = data.get("late_penalty")
+        for grade_id, g in data["grades"].items():
+            grade = gb.find_grade(grade_id, nb_name, lab, student)
+            grade.auto_score = g["auto_score"]
+            grade.needs_manual_grade = bool(g["needs_manual_grade"] or flag)
+        for grade_id, text in data["comments"].items():
+            gb.find_comment(grade_id, nb_name, lab, student).auto_comment = text
+    gb.db.commit()
+
+
+def _replace_tree(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.new"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, symlinks=True)
+    old = dest.parent / f".{dest.name}.old"
+    if dest.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def record_result(
+    course: Course, store: StatusStore, gb, job: sandbox.Job, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The single writer: gradebook, autograded copy and status sidecar for one finished job."""
+    lab, student = job.lab, job.student
+    status = result.get("status") or "ungraded: grading failed"
+    scores = result.get("scores")
+    timestamp_file = job.submission / "timestamp.txt"
+    timestamp = timestamp_file.read_text().strip() if timestamp_file.is_file() else None
+    autograded_real = course.autograded / student / lab
+    try:
+        if scores:
+            merge_result(gb, lab, student, scores, flag=status != STATUS_GRADED)
+            assert job.job_dir is not None
+            _replace_tree(job.job_dir / "grading" / "autograded" / student / lab, autograded_real)
+        else:
+            _clear_auto_scores(gb, lab, student, timestamp)
+            # No stale feedback either: nothing of an older attempt can be handed back.
+            shutil.rmtree(autograded_real, ignore_errors=True)
+            shutil.rmtree(course.feedback / student / lab, ignore_errors=True)
+    except Exception as err:  # noqa: BLE001 - the attempt is recorded as failed, never as a stale success
+        gb.db.rollback()
+        status, scores = "ungraded: grading failed", None
+        result.setdefault("details", []).append(f"could not record the grades: {type(err).__name__}: {err}")
+    auto, max_auto = _auto_total(scores)
+    entry = {
+        "status": status,
+        "details": result.get("details", [])[:10],
+        "notes": result.get("notes", []),
+        "auto_score": auto,
+        "max_auto_score": max_auto,
+        "grades": _flat_grades(scores),
+        # Of the copy that was graded: a file replaced while grading ran shows as changed, never as graded.
+        "fingerprint": submission_fingerprint(
+            job.job_dir / "grading" / "submitted" / student / lab if job.job_dir else job.submission
+        ),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(float(result.get("seconds") or 0), 2),
+        "exec_seconds": round(float(result.get("exec_seconds") or 0), 2),
+    }
+    store.put(lab, student, entry)
+    return entry
+
+
+def _flat_grades(scores: dict[str, Any] | None) -> dict[str, Any]:
+    if not scores:
+        return {}
+    return {
+        f"{nb}/{gid}": g["auto_score"]
+        for nb, data in sorted(scores["notebooks"].items())
+        for gid, g in sorted(data["grades"].items())
+    }
+
+
+def _auto_total(scores: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    if not scores:
+        return None, None
+    total = maximum = 0.0
+    for data in scores["notebooks"].values():
+        for g in data["grades"].values():
+            if g["auto_score"] is not None:
+                total += g["auto_score"]
+                maximum += g["max_score"]
+    return total, maximum
+
+
+def _reference_ok(result: dict[str, Any]) -> tuple[bool, str]:
+    scores = result.get("scores")
+    if result.get("status") != STATUS_GRADED or not scores:
+        detail = "; ".join(result.get("details", [])[-3:])
+        return False, f"status {result.get('status')}: {detail}\n{result.get('log_tail', '')[-2000:]}"
+    short = [
+        f"{gid} {g['auto_score']}/{g['max_score']:g}"
+        for data in scores["notebooks"].values()
+        for gid, g in data["grades"].items()
+        if g["auto_score"] is not None and g["auto_score"] < g["max_score"]
+    ]
+    if short:
+        return False, "the solution lost points: " + ", ".join(short)
+    return True, ""
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def grade(
+    course: Course,
+    lab: str,
+    *,
+    students: Sequence[str] | None = None,
+    workers: int = 1,
+    limits: sandbox.Limits | None = None,
+    force: bool = False,
+    reference: bool = True,
+    workdir: Path | None = None,
+    keep_workdir: bool = False,
+    user_prefix: str = sandbox.USER_PREFIX,
+    progress: bool = True,
+) -> GradeReport:
+    """Autograde every submission of ``lab`` (or ``students``) in sandboxes; merge results one by one.
+
+    Up-to-date submissions (graded before, unchanged since) are skipped unless ``force``. With ``reference``,
+    the lab's own solution is graded first in the same sandbox and must score full marks: a broken grading
+    environment stops here instead of giving a whole class zeros.
+    """
+    limits = limits or sandbox.Limits(cell_timeout=course.cell_timeout)
+    if lab not in course.gradebook_labs():
+        raise CourseError(f"{lab} is not in the gradebook {course.db_path}: run `course release {lab}` first")
+    lock = _writer_lock(course)
+    try:
+        return _grade_locked(
+            course,
+            lab,
+            students,
+            workers,
+            limits,
+            force,
+            reference,
+            workdir,
+            keep_workdir,
+            user_prefix,
+            progress,
+        )
+    finally:
+        lock.close()
+
+
+def _grade_locked(
+    course, lab, students, workers, limits, force, reference, workdir, keep_workdir, user_prefix, progress
+) -> GradeReport:
+    from nbgrader.api import Gradebook
+
+    lab_dirs = (
+        sorted(p for p in course.submitted.glob(f"*/{lab}") if p.is_dir())
+        if course.submitted.is_dir()
+        else []
+    )
+    available = {d.parent.name: course.submission_dir(d.parent.name, lab) for d in lab_dirs}
+    wanted = list(students) if students else sorted(available)
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise CourseError(f"no submission of {lab} for: {', '.join(missing)} (looked in {course.submitted})")
+    store = StatusStore(course.status_path)
+    jobs, skipped = [], []
+    for student in wanted:
+        if not STUDENT_ID.match(student) or student == REFERENCE_STUDENT:
+            skipped.append(f"{student} (not a valid student id)")
+            continue
+        if not force and _is_up_to_date(store.get(lab, student), submission_fingerprint(available[student])):
+            skipped.append(student)
+            continue
+        jobs.append(sandbox.Job(lab, student, available[student]))
+    if not jobs:
+        return GradeReport(lab, [], 0.0, None, skipped)
+    base = Path(workdir or tempfile.gettempdir())
+    batch_dir = Path(tempfile.mkdtemp(prefix=f"seglabs-grade-{lab}-", dir=base))
+    os.chmod(batch_dir, 0o711)
+    start = time.monotonic()
+    results: list[dict[str, Any]] = []
+    ref_result = None
+    lease = None
+    leftover: list[str] = []
+    try:
+        changed = protect(course)
+        if changed:
+            print(
+                "made private for grading (the sandbox user must not read them):\n  " + "\n  ".join(changed)
+            )
+        snapshot = batch_dir / "gradebook-snapshot.db"
+        sandbox.snapshot_gradebook(course.db_path, snapshot)
+        data = shared_data_dir()
+        if sandbox.is_root() and not sandbox.readable_by_others(data):
+            data = base / "seglabs-data-cache"  # the sandbox user could not read the usual cache
+            data.mkdir(mode=0o755, exist_ok=True)
+        setup = sandbox.BatchSetup(course.config_file, course.source / lab, snapshot, str(data), limits)
+        workers = max(1, min(workers, max(1, len(jobs))))
+        try:
+            lease = sandbox.SlotLease(workers, user_prefix)
+            identities = lease.identities
+            setup.python, setup.python_env = sandbox.kernel_runtime(identities[0], base)
+        except RuntimeError as err:
+            raise CourseError(str(err)) from err
+        pool = sandbox.WorkerPool(setup, batch_dir, identities)
+        if reference and jobs:
+            ref_job = sandbox.Job(lab, REFERENCE_STUDENT, course.source / lab, trusted=True)
+            ref_pool = sandbox.WorkerPool(setup, batch_dir, identities[:1])
+            ref_pool.run([ref_job], lambda job, result: None)
+            ref_result = ref_job.result
+            ok, why = _reference_ok(ref_result)
+            if not ok:
+                raise CourseError(
+                    f"the solution of {lab} does not score full marks in the grading sandbox, so no submission "
+                    f"was graded (check helpers are installed, the limits, and SEGLAB_BUDGET):\n{why}"
+                )
+        bar = None
+        if progress and jobs:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc=f"grading {lab}", unit="nb", file=sys.stderr)
+        with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+
+            def on_result(job: sandbox.Job, result: dict[str, Any]) -> None:
+                entry = record_result(course, store, gb, job, result)
+                results.append({"student": job.student, **entry, "slot": result.get("slot")})
+                if bar is not None:
+                    bar.set_postfix_str(f"{job.student}: {entry['status']}", refresh=False)
+                    bar.update()
+
+            pool.run(jobs, on_result)
+        if bar is not None:
+            bar.close()
+        # The slots killed everything their users ran; check it while the users are still ours.
+        leftover = [
+            f"{i.name}: {len(sandbox.user_pids(i.uid))}" for i in identities if i and sandbox.user_pids(i.uid)
+        ]
+    finally:
+        if lease is not None:
+            lease.close()
+        if keep_workdir:
+            print(f"job folders kept in {batch_dir}")
+        else:
+            shutil.rmtree(batch_dir, ignore_errors=True)
+    results.sort(key=lambda r: r["student"])
+    return GradeReport(lab, results, time.monotonic() - start, ref_result, skipped, leftover)
+
+
+def format_table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def grade_summary(report: GradeReport) -> str:
+    rows = []
+    for r in report.results:
+        score = "" if r["auto_score"] is None else f"{r['auto_score']:g}/{r['max_auto_score']:g}"
+        reason = "; ".join((r.get("details") or [])[:1] + (r.get("notes") or []))
+        rows.append([r["student"], r["status"], score, f"{r['seconds']:.1f}", reason[:90]])
+    out = [format_table(rows, ["student", "status", "auto score", "seconds", "why / notes"])] if rows else []
+    counts = report.counts()
+    n = len(report.results)
+    rate = 60 * n / report.seconds if report.seconds and n else 0.0
+    out.append(
+        f"{report.lab}: {n} graded in {report.seconds:.1f} s ({rate:.1f} submissions/minute); "
+        + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
+        + (f"; {len(report.skipped)} up to date, skipped (--force to re-grade)" if report.skipped else "")
+    )
+    return "\n".join(out)
+
+
+# =====================================================================================================
+# feedback
+# =====================================================================================================
+def hidden_test_lines(notebook: Path) -> list[str]:
+    """Distinctive lines of the source notebook's hidden tests (they must never appear in feedback)."""
+    return cells.hidden_test_lines(cells.read(notebook))
+
+
+def feedback(course: Course, lab: str, exchange: bool = False) -> list[Path]:
+    """nbgrader generate_feedback for every autograded submission, then check no hidden test leaked."""
+    run = nbgrader_cmd(course, ["generate_feedback", lab, "--force"], timeout=3600)
+    pages = sorted(course.feedback.glob(f"*/{lab}/*.html"))
+    if run.returncode != 0 and not pages:
+        raise CourseError(f"nbgrader generate_feedback {lab} failed:\n{run.stdout}{run.stderr}")
+    hidden = []
+    for source in sorted((course.source / lab).glob("*.ipynb")):
+        hidden += hidden_test_lines(source)
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(errors="replace")))
+        leaked = [line for line in hidden if line in text]
+        if leaked:
+            page.unlink()
+            raise CourseError(
+                f"{page} showed hidden-test source (e.g. {leaked[0]!r}) and was deleted: configure "
+                "GenerateFeedback.preprocessors with nbgrader.preprocessors.ClearHiddenTests (see nbgrader_config.py)"
+            )
+    if exchange:
+        run = nbgrader_cmd(course, ["release_feedback", lab], timeout=600)
+        if run.returncode != 0:
+            raise CourseError(f"nbgrader release_feedback {lab} failed:\n{run.stdout}{run.stderr}")
+    return pages
+
+
+# =====================================================================================================
+# export, due dates, extensions
+# =====================================================================================================
+GRADE_COLUMNS = [
+    "student", "lab", "status", "score", "max_score", "late", "seconds_late", "late_penalty", "final_score",
+    "nbgrader_score", "needs_manual_grade", "submitted_at", "due", "extension_hours", "reason",
+]  # fmt: skip
+EXERCISE_COLUMNS = [
+    "student", "lab", "exercise", "grade_id", "kind", "max_points", "auto_score", "manual_score", "score", "status",
+]  # fmt: skip
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _row_status(
+    course: Course, store: StatusStore, lab: str, student: str, has_sub_row: bool
+) -> tuple[str, str]:
+    entry = store.get(lab, student)
+    folder = course.submission_dir(student, lab)
+    has_file = folder.is_dir() and any(folder.glob("*.ipynb"))
+    if entry is None:
+        if has_file:
+            return "ungraded: not graded yet", "run `course grade`"
+        if has_sub_row:
+            return (
+                "unverified: graded by nbgrader directly",
+                "not graded with `course grade`; no status recorded",
+            )
+        return "no submission", ""
+    reason = "; ".join(entry.get("details", []) + entry.get("notes", []))
+    if has_file and entry.get("fingerprint") != submission_fingerprint(folder):
+        return "ungraded: submission changed since grading", "re-run `course grade`"
+    return entry["status"], reason
+
+
+def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
+    """Write grades per student and lab, and a per-exercise breakdown, each case marked with what happened."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not course.db_path.exists():
+        raise CourseError(f"no gradebook at {course.db_path} yet: run `course release` first")
+    out = out or course.grading / "grades.csv"
+    by_exercise = out.with_name(out.stem + "-by-exercise" + out.suffix)
+    store = StatusStore(course.status_path)
+    rows, ex_rows = [], []
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+        assignments = sorted(gb.assignments, key=lambda a: a.name)
+        students = {s.id for s in gb.students}
+        if course.submitted.is_dir():
+            students |= {
+                p.name for p in course.submitted.iterdir() if p.is_dir() and STUDENT_ID.match(p.name)
+            }
+        students.discard(REFERENCE_STUDENT)
+        for student in sorted(students):
+            for assignment in assignments:
+                lab = assignment.name
+                try:
+                    sub = gb.find_submission(lab, student)
+                except MissingEntry:
+                    sub = None
+                status, reason = _row_status(course, store, lab, student, sub is not None)
+                entry = store.get(lab, student) or {}
+                counts = status == STATUS_GRADED or status.startswith("unverified")
+                has_scores = sub is not None and (
+                    counts or (entry.get("auto_score") is not None and "changed" not in status)
+                )
+                nb_score = penalty = None
+                needs_manual = False
+                grades = []
+                if sub is not None:
+                    for snb in sub.notebooks:
+                        penalty = (penalty or 0.0) + (snb.late_submission_penalty or 0.0)
+                        for g in snb.grades:
+                            grades.append((snb.name, g))
+                            needs_manual |= bool(g.needs_manual_grade)
+                    nb_score = sum(_grade_score(g) for _, g in grades)
+                score = nb_score if counts and nb_score is not None else 0.0
+                seconds_late = sub.total_seconds_late if sub is not None and sub.timestamp else 0.0
+                due = sub.duedate if sub is not None else assignment.duedate
+                extension = sub.extension if sub is not None else None
+                final = max(0.0, score - (penalty or 0.0)) if counts else 0.0
+                rows.append(
+                    {
+                        "student": student,
+                        "lab": lab,
+                        "status": status,
+                        "score": _num(score),
+                        "max_score": _num(assignment.max_score),
+                        "late": "yes" if seconds_late > 0 else "no",
+                        "seconds_late": _num(round(seconds_late)),
+                        "late_penalty": _num(penalty if sub is not None else None),
+                        "final_score": _num(final),
+                        "nbgrader_score": _num(nb_score) if has_scores else "",
+                        "needs_manual_grade": "yes" if (has_scores and needs_manual) else "no",
+                        "submitted_at": sub.timestamp.isoformat()
+                        if sub is not None and sub.timestamp
+                        else "",
+                        "due": due.isoformat() if due else "",
+                        "extension_hours": _num(extension.total_seconds() / 3600) if extension else "",
+                        "reason": reason,
+                    }
+                )
+                written = {
+                    c.name
+                    for snb in (sub.notebooks if sub is not None else [])
+                    for c in snb.notebook.solution_cells
+                }
+                for nb_name, g in grades:
+                    exercise = re.match(r"(ex\d+)", g.name)
+                    manual = g.name in written  # graded by hand: written answers (grade and solution cells)
+                    ex_rows.append(
+                        {
+                            "student": student,
+                            "lab": lab,
+                            "exercise": exercise.group(1) if exercise else g.name,
+                            "grade_id": g.name if len({n for n, _ in grades}) == 1 else f"{nb_name}/{g.name}",
+                            "kind": "manual" if manual else "auto",
+                            "max_points": _num(g.max_score),
+                            "auto_score": _num(g.auto_score) if has_scores else "",
+                            "manual_score": _num(g.manual_score),
+                            "score": _num(_grade_score(g) if counts else 0.0),
+                            "status": status,
+                        }
+                    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, columns, data in ((out, GRADE_COLUMNS, rows), (by_exercise, EXERCISE_COLUMNS, ex_rows)):
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns)
+            writer.writeheader()
+            writer.writerows(data)
+    return out, by_exercise
+
+
+def _grade_score(g) -> float:
+    base = g.manual_score if g.manual_score is not None else (g.auto_score or 0.0)
+    return float(base) + float(g.extra_credit or 0.0)
+
+
+def accept(course: Course, lab: str, student: str) -> dict[str, Any]:
+    """After review, count nbgrader's scores of a ``tampered: ...`` attempt (e.g. an innocent copy-pasted cell)."""
+    from nbgrader.api import Gradebook
+
+    store = StatusStore(course.status_path)
+    entry = store.get(lab, student)
+    if entry is None:
+        raise CourseError(f"{student} has no graded attempt of {lab}")
+    if entry["status"] == STATUS_GRADED:
+        return entry
+    if not entry["status"].startswith("tampered") or entry.get("auto_score") is None:
+        raise CourseError(
+            f"{student}/{lab} is '{entry['status']}': nbgrader produced no scores to accept; fix the file and "
+            "re-grade, or grade it by hand in the formgrader"
+        )
+    if entry.get("fingerprint") != submission_fingerprint(course.submission_dir(student, lab)):
+        raise CourseError(f"{student}/{lab} changed since it was graded: re-grade it first")
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+        for snb in gb.find_submission(lab, student).notebooks:
+            for grade in snb.grades:
+                if grade.auto_score is not None and grade.manual_score is None:
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+    entry["details"] = [f"accepted by the instructor after: {entry['status']}"] + entry.get("details", [])
+    entry["status"] = STATUS_GRADED
+    entry["attempt"] = entry.get("attempt", 1) - 1  # put() counts attempts; accepting is not one
+    store.put(lab, student, entry)
+    return entry
+
+
+@contextlib.contextmanager
+def _quiet_sqlalchemy() -> Iterator[None]:
+    """nbgrader's Gradebook triggers harmless SAWarnings on every new submission; keep the output readable."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        yield
+
+
+def set_due(course: Course, lab: str, when: str | None) -> None:
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+
+    if lab not in course.gradebook_labs():
+        raise CourseError(f"{lab} is not in the gradebook: run `course release {lab}` first")
+    with Gradebook(course.db_url) as gb:
+        gb.update_or_create_assignment(lab, duedate=parse_utc(when) if when else None)
+
+
+def extend(course: Course, lab: str, student: str, hours: float) -> None:
+    """Give ``student`` ``hours`` more for ``lab`` (nbgrader's per-submission extension)."""
+    from nbgrader.api import Gradebook
+
+    if lab not in course.gradebook_labs():
+        raise CourseError(f"{lab} is not in the gradebook: run `course release {lab}` first")
+    if not STUDENT_ID.match(student):
+        raise CourseError(f"invalid student id {student!r}")
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+        gb.update_or_create_student(student)
+        gb.update_or_create_submission(lab, student, extension=dt.timedelta(hours=hours))
+
+
+# =====================================================================================================
+# command line
+# =====================================================================================================
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--course",
+        type=Path,
+        default=None,
+        help="course folder (default: the one holding nbgrader_config.py)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("release", help="generate the student versions (nbgrader generate_assignment)")
+    r.add_argument("labs", nargs="*", help="labs to release (default: all)")
+    r.add_argument("--exchange", action="store_true", help="also nbgrader release_assignment (JupyterHub)")
+
+    c = sub.add_parser("collect", help="import a folder or zip of submissions into submitted/")
+    c.add_argument("source", type=Path, help="folder or .zip (LMS export, or <student>_<lab>.ipynb files)")
+    c.add_argument("--lab", help="the lab these files belong to, when their names do not say")
+    c.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite existing different submissions (old kept in replaced/)",
+    )
+    c.add_argument(
+        "--timestamp", choices=("file", "now", "none"), default="file", help="submission time to record"
+    )
+    c.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
+
+    g = sub.add_parser("grade", help="autograde submissions in sandboxes, in parallel")
+    g.add_argument("lab")
+    g.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    g.add_argument(
+        "--workers", type=int, default=default_workers(), help="parallel notebooks (default: %(default)s)"
+    )
+    g.add_argument(
+        "--cell-timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py's)"
+    )
+    g.add_argument(
+        "--notebook-timeout", type=int, default=900, help="seconds per submission (default: %(default)s)"
+    )
+    g.add_argument(
+        "--memory-mb",
+        type=int,
+        default=4096,
+        help="memory per process, RLIMIT_DATA; 0 = none (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-procs",
+        type=int,
+        default=64,
+        help="processes+threads of the sandbox user (default: %(default)s)",
+    )
+    g.add_argument(
+        "--output-mb", type=float, default=4.0, help="outputs kept per notebook (default: %(default)s)"
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="torch/OMP threads per notebook (default: cores / workers)"
+    )
+    g.add_argument("--force", action="store_true", help="re-grade submissions already graded and unchanged")
+    g.add_argument("--no-reference", action="store_true", help="skip grading the solution first")
+    g.add_argument(
+        "--user-prefix",
+        default=sandbox.USER_PREFIX,
+        help="sandbox users are PREFIX-0, PREFIX-1, ... (as root)",
+    )
+    g.add_argument(
+        "--workdir", type=Path, default=None, help="where job folders go (default: the system temp folder)"
+    )
+    g.add_argument("--keep-workdir", action="store_true", help="keep job folders for debugging")
+
+    f = sub.add_parser("feedback", help="HTML feedback per student (nbgrader generate_feedback)")
+    f.add_argument("lab")
+    f.add_argument("--exchange", action="store_true", help="also nbgrader release_feedback (JupyterHub)")
+
+    e = sub.add_parser("export", help="grades.csv and grades-by-exercise.csv")
+    e.add_argument("--out", type=Path, default=None, help="CSV path (default: <grading>/grades.csv)")
+
+    d = sub.add_parser("due", help="set (or clear) a lab's due date")
+    d.add_argument("lab")
+    d.add_argument("when", nargs="?", default=None, help='e.g. "2025-03-01 23:59:00 +0700" (omit to clear)')
+
+    a = sub.add_parser("accept", help="count nbgrader's scores of a reviewed 'tampered: ...' submission")
+    a.add_argument("lab")
+    a.add_argument("student")
+
+    x = sub.add_parser("extend", help="give one student more time for a lab")
+    x.add_argument("lab")
+    x.add_argument("student")
+    x.add_argument("--hours", type=float, default=0.0)
+    x.add_argument("--days", type=float, default=0.0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        course = load_course(args.course)
+        if args.command == "release":
+            release(course, args.labs, exchange=args.exchange)
+        elif args.command == "collect":
+            report = collect(course, args.source, args.lab, args.replace, args.timestamp, args.dry_run)
+            print("\n".join(report.lines()))
+        elif args.command == "grade":
+            workers = max(1, args.workers)
+            limits = sandbox.Limits(
+                cell_timeout=args.cell_timeout or course.cell_timeout,
+                notebook_timeout=args.notebook_timeout,
+                memory_mb=args.memory_mb,
+                max_procs=args.max_procs,
+                output_mb=args.output_mb,
+                threads=args.threads or max(1, (os.cpu_count() or 1) // workers),
+            )
+            report = grade(
+                course,
+                args.lab,
+                students=args.student,
+                workers=workers,
+                limits=limits,
+                force=args.force,
+                reference=not args.no_reference,
+                workdir=args.workdir,
+                keep_workdir=args.keep_workdir,
+                user_prefix=args.user_prefix,
+            )
+            print(grade_summary(report))
+        elif args.command == "feedback":
+            pages = feedback(course, args.lab, exchange=args.exchange)
+            print(f"{len(pages)} feedback pages in {course.feedback} (hidden tests checked absent)")
+        elif args.command == "export":
+            grades, by_exercise = export(course, args.out)
+            print(f"wrote {grades} and {by_exercise}")
+        elif args.command == "due":
+            set_due(course, args.lab, args.when)
+            print(f"{args.lab}: due {args.when or 'never'}")
+        elif args.command == "accept":
+            entry = accept(course, args.lab, args.student)
+            print(f"{args.student}/{args.lab}: {entry['status']} ({entry['details'][0]})")
+        elif args.command == "extend":
+            hours = args.hours + 24 * args.days
+            if hours <= 0:
+                raise CourseError("give --hours or --days (> 0)")
+            extend(course, args.lab, args.student, hours)
+            print(f"{args.student}: {hours:g} h extension on {args.lab} (re-grade them for the late penalty)")
+    except CourseError as err:
+        print(f"course: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
