@@ -38,10 +38,6 @@ def budget(full: T, ci: T) -> T:
     return ci if budget_level() == "ci" else full
 
 
-def is_ci_budget() -> bool:
-    """True when training cells should run with the small CI budget."""
-    return budget_level() == "ci"
-
 
 def data_dir() -> Path:
     """Folder where generated datasets are cached: ``$SEGLAB_DATA`` if set, else the checkout's ``data/`` when it

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.config import ENV_VAR, budget, budget_level, is_ci_budget
+from helpers.config import ENV_VAR, budget, budget_level
 
 
 @pytest.mark.parametrize(
@@ -15,7 +15,6 @@ def test_levels(monkeypatch, value, level):
         monkeypatch.setenv(ENV_VAR, value)
     assert budget_level() == level
     assert budget(full=600, ci=20) == (20 if level == "ci" else 600)
-    assert is_ci_budget() is (level == "ci")
 
 
 def test_budget_returns_the_objects_given(monkeypatch):

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data
+from helpers import data, datasets
+from helpers import scenes as scene_cache
 from helpers.data import (
     CLASSES,
     IGNORE_INDEX,
@@ -158,7 +159,7 @@ def test_make_scenes_writes_voc_layout(scenes):
         assert tuple(im.getpalette()[3 * 4 : 3 * 5]) == PALETTE[4]
         stored = np.array(im)
     # the PNG stores exactly the rendered mask
-    seed = data._scene_seed(1, "val", 2)
+    seed = scene_cache._scene_seed(1, "val", 2)
     assert np.array_equal(stored, render_scene(seed, 32).mask)
     meta = json.loads((scenes / "seglab.json").read_text())
     assert meta["n_train"] == 6 and meta["size"] == 32 and meta["classes"] == list(CLASSES)
@@ -225,16 +226,16 @@ def test_ensure_scenes_caches_and_regenerates(monkeypatch, tmp_path):
     root = ensure_scenes(n_train=3, n_val=2, size=24, progress=False)
     assert root.parent == tmp_path and len(SegmentationFolder(root, "train")) == 3
     calls = []
-    real = data.make_scenes
-    monkeypatch.setattr(data, "make_scenes", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = scene_cache.make_scenes
+    monkeypatch.setattr(scene_cache, "make_scenes", lambda *a, **k: calls.append(a) or real(*a, **k))
     assert ensure_scenes(n_train=3, n_val=2, size=24, progress=False) == root and not calls  # cached
     other = ensure_scenes(n_train=4, n_val=2, size=24, progress=False)
     assert other != root and len(calls) == 1 and root.exists()  # other parameters: other folder
-    meta = json.loads((root / "seglab.json").read_text())
+    meta = json.loads((root / scene_cache.META_FILE).read_text())
     meta["generator_version"] = -1  # as if made by an older generator
-    (root / "seglab.json").write_text(json.dumps(meta))
+    (root / scene_cache.META_FILE).write_text(json.dumps(meta))
     assert ensure_scenes(n_train=3, n_val=2, size=24, progress=False) == root and len(calls) == 2
-    assert json.loads((root / "seglab.json").read_text())["generator_version"] == data.GENERATOR_VERSION
+    assert json.loads((root / scene_cache.META_FILE).read_text())["generator_version"] == data.GENERATOR_VERSION
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
 
 
@@ -441,7 +442,7 @@ def test_flip_and_crop_keep_image_and_mask_aligned():
     tf = make_train_transforms(32, base_size=48, scale=(1.0, 1.0), hflip_prob=0.5)  # no resizing
     torch.manual_seed(0)
     for _ in range(6):
-        img, m = data._finish(image, mask, tf)
+        img, m = datasets._finish(image, mask, tf)
         assert img.shape == (3, 32, 32) and m.shape == (32, 32) and m.dtype == torch.int64
         expected = torch.from_numpy(lut[m.numpy()]).permute(2, 0, 1).float() / 255
         assert torch.allclose(img, expected, atol=1e-6)
@@ -453,9 +454,9 @@ def test_scaling_uses_nearest_for_masks_and_pads_with_ignore():
     torch.manual_seed(0)
     values = set(np.unique(mask).tolist())
     for scale in ((0.5, 0.6), (1.3, 1.7)):
-        img, m = data._finish(image, mask, make_train_transforms(48, scale=scale))
+        img, m = datasets._finish(image, mask, make_train_transforms(48, scale=scale))
         assert set(m.unique().tolist()) <= values | {IGNORE_INDEX}  # nearest: no in-between classes
-    img, m = data._finish(image, mask, make_train_transforms(48, scale=(0.5, 0.5), hflip_prob=0.0))
+    img, m = datasets._finish(image, mask, make_train_transforms(48, scale=(0.5, 0.5), hflip_prob=0.0))
     padded = m == IGNORE_INDEX
     assert padded.float().mean() > 0.5  # a 24 px image in a 48 px crop
     assert float(img[:, padded].abs().max()) == 0.0  # image padding is black
@@ -463,9 +464,9 @@ def test_scaling_uses_nearest_for_masks_and_pads_with_ignore():
 
 def test_eval_transforms():
     image, mask, _ = _coloured_sample(2)
-    img, m = data._finish(image, mask, make_eval_transforms())
+    img, m = datasets._finish(image, mask, make_eval_transforms())
     assert torch.equal(m, torch.from_numpy(mask)) and img.shape == (3, 48, 48)
-    img, m = data._finish(image, mask, make_eval_transforms(32))
+    img, m = datasets._finish(image, mask, make_eval_transforms(32))
     assert img.shape == (3, 32, 32) and m.shape == (32, 32)
     assert set(m.unique().tolist()) <= set(np.unique(mask).tolist())
 

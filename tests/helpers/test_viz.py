@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from helpers import viz  # noqa: E402
+from helpers import notebook, viz  # noqa: E402
 from helpers.data import CLASSES, IGNORE_COLOR, PALETTE, SegmentationFolder, make_scenes, voc_colormap  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def fake_kernel(monkeypatch):
         shown.append(("display", obj))
         return Handle(obj) if display_id else None
 
-    monkeypatch.setattr(viz, "_kernel", lambda: shell)
+    monkeypatch.setattr(notebook, "kernel", lambda: shell)
     monkeypatch.setattr("IPython.display.display", display)
     return shell, shown
 
