@@ -48,6 +48,29 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
+# Where students install the course package from: the setup cell of every released lab pip-installs it on Colab
+# (and where a student opts in). A git URL, a wheel's URL, or pip index options, e.g.
+#   c.StampInstallSource.source = "git+https://github.com/<you>/<your-course>@2026"
+# then `make labs` (or `course release`) writes it into labs/. Empty: the setup cell tells students to ask you.
+# See seglabs_grading/install_source.py.
+c.StampInstallSource.source = ""
+# nbgrader's own steps, after writing the install source into the setup cell (before its checksum is taken).
+c.GenerateAssignment.preprocessors = [
+    "seglabs_grading.install_source.StampInstallSource",
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Student versions: solution regions become a NotImplementedError stub; outputs are never shipped.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
