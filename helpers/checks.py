@@ -58,7 +58,10 @@ class _MessageOnly(AssertionError):
     """An AssertionError that IPython renders as its message alone, without quoting any cell source."""
 
     def _render_traceback_(self) -> list[str]:  # IPython's hook for custom traceback rendering
-        return [f"{type(self).__name__}: {line}" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
+        return [
+            f"{type(self).__name__}: {line}" if i == 0 else line
+            for i, line in enumerate(str(self).splitlines())
+        ]
 
 
 class CheckFailed(_MessageOnly):
@@ -83,8 +86,10 @@ def _resolve(dotted: str) -> tuple[Any, str, Any]:
     raise ValueError(f"cannot resolve {dotted!r} to a module attribute")
 
 
-def _raiser(dotted: str, hint: str) -> Callable[..., Any]:
+def _raiser(dotted: str, hint: str, record: list[str] | None = None) -> Callable[..., Any]:
     def forbidden_call(*args: Any, **kwargs: Any) -> Any:
+        if record is not None:
+            record.append(dotted)  # reported even when the caller catches the error
         raise ForbiddenCallError(f"`{dotted}` is not allowed in this exercise. {hint}".strip())
 
     forbidden_call.__name__ = dotted.rsplit(".", 1)[-1]
@@ -92,7 +97,9 @@ def _raiser(dotted: str, hint: str) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Iterator[None]:
+def forbidden(
+    *names: str, namespace: dict | None = None, hint: str = "", record: list[str] | None = None
+) -> Iterator[None]:
     """Make the named built-ins raise :class:`ForbiddenCallError` inside the ``with`` block.
 
     ``names`` are dotted paths such as ``"torch.nn.functional.interpolate"``, ``"torch.Tensor.max_unpool"``
@@ -101,7 +108,9 @@ def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Ite
     (``from torch.nn.functional import interpolate``). Everything is restored on exit.
 
     This catches the honest mistake of calling the built-in an exercise asks you to write yourself;
-    it does not (and cannot) stop deliberate circumvention such as ``torch.ops.aten``.
+    it does not (and cannot) stop deliberate circumvention such as ``torch.ops.aten``. Each forbidden call is
+    appended to ``record`` when given (the grading harness reports a call even if the student's code caught
+    the error).
     """
     restore: list[tuple[Any, str, Any]] = []
     originals: dict[int, Callable[..., Any]] = {}
@@ -111,9 +120,9 @@ def forbidden(*names: str, namespace: dict | None = None, hint: str = "") -> Ite
             if _isinstance(value, type) and issubclass(value, torch.nn.Module):
                 # An inherited forward may already be patched (parent listed first): restore by deleting ours.
                 restore.append((value, "forward", value.__dict__.get("forward", _INHERITED)))
-                _setattr(value, "forward", _raiser(dotted, hint))
+                _setattr(value, "forward", _raiser(dotted, hint, record))
                 continue
-            replacement = _raiser(dotted, hint)
+            replacement = _raiser(dotted, hint, record)
             restore.append((owner, attr, value))
             _setattr(owner, attr, replacement)
             originals[id(value)] = replacement
@@ -138,8 +147,9 @@ def run_cases(cases: Mapping[str, Callable[[], Any]] | Iterable[tuple[str, Calla
 
     A case passes when it returns without raising. An ``AssertionError`` contributes its message
     (write messages that say what is wrong, e.g. "wrong output shape for a non-square input", never the
-    expected values); any other exception is reported as raised by the student's code. The raised error
-    carries no traceback into the test's own code, so nbgrader feedback cannot quote hidden tests.
+    expected values); any other exception is reported as raised by the student's code. The raised error is
+    rendered as its message alone (``_render_traceback_``), so nbgrader feedback cannot quote hidden tests.
+    (Hidden tests of the harness form get the grading harness's own ``run_cases`` instead: per-case credit.)
     """
     items = list(cases.items()) if _isinstance(cases, Mapping) else list(cases)
     failures: list[str] = []
@@ -153,7 +163,7 @@ def run_cases(cases: Mapping[str, Callable[[], Any]] | Iterable[tuple[str, Calla
     if failures:
         passed = len(items) - len(failures)
         message = f"{passed}/{len(items)} hidden cases passed\n" + "\n".join(failures)
-        raise HiddenTestFailure(message).with_traceback(None) from None
+        raise HiddenTestFailure(message) from None
     print(f"✓ all {len(items)} hidden cases passed")
 
 
@@ -244,7 +254,7 @@ def _check_equal(name: str, actual: Any, expected: Any, *, hint: str) -> bool:
 
 def _verdict(ok: bool, name: str, strict: bool) -> bool:
     if not ok and strict:
-        raise CheckFailed(f"visible check failed: {name} (see the lines printed above)").with_traceback(None) from None
+        raise CheckFailed(f"visible check failed: {name} (see the lines printed above)") from None
     return ok
 
 

@@ -1,0 +1,388 @@
+"""The grading harness: plain-data protocol, kernel side, ``student`` proxy, per-case scoring, real-kernel transport.
+
+Most tests connect the proxy to the kernel side in this process (a loopback transport: the same JSON both ways,
+no kernel), so each rule is checked in milliseconds; one test starts a real kernel for the transport.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from helpers.checks import ForbiddenCallError
+from seglabs_grading.harness import KernelDied, StudentError, kernel_side, protocol
+from seglabs_grading.harness.proxy import Handle, Student
+from seglabs_grading.harness.runner import cell_score, run_hidden, split_test_cell
+from seglabs_grading.harness.seed import seed_for
+
+
+class Loopback:
+    """The kernel side answering in this process, through the same JSON text a kernel would send."""
+
+    def __init__(self, namespace: dict, tamper=None):
+        self.namespace = namespace
+        self.tamper = tamper  # optional: rewrites the reply text (a hostile kernel)
+
+    def request(self, message: dict, timeout: float) -> dict:
+        reply = protocol.dumps(kernel_side._answer(self.namespace, protocol.dumps(message)))
+        return protocol.loads(self.tamper(reply) if self.tamper else reply)
+
+
+class Canned:
+    """A kernel that answers every request with the same (hostile) reply object."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def request(self, message: dict, timeout: float):
+        return self.reply
+
+
+def roundtrip(value):
+    return protocol.decode(protocol.loads(protocol.dumps(protocol.encode(value))))
+
+
+# --- protocol ---------------------------------------------------------------------------------------
+PLAIN = [
+    None,
+    True,
+    False,
+    0,
+    -7,
+    2**80,
+    1.5,
+    -0.0,
+    "",
+    "grüße ✓",
+    [1, [2, "x"]],
+    (1, (None,)),
+    {"a": 1, 3: [()]},
+]
+
+
+@pytest.mark.parametrize("value", PLAIN, ids=repr)
+def test_plain_values_round_trip_with_their_types(value):
+    got = roundtrip(value)
+    assert got == value and type(got) is type(value)
+    if isinstance(value, float):
+        assert math.copysign(1, got) == math.copysign(1, value)
+
+
+def test_non_finite_floats_round_trip():
+    got = roundtrip([math.nan, math.inf, -math.inf])
+    assert math.isnan(got[0]) and got[1:] == [math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("dtype", sorted(protocol.DTYPES.values(), key=str), ids=str)
+@pytest.mark.parametrize("shape", [(), (0, 3), (2, 3, 4)], ids=str)
+def test_tensors_of_every_dtype_and_shape_round_trip(dtype, shape):
+    t = (
+        (torch.arange(math.prod(shape)).reshape(shape) % 2).to(dtype)
+        if shape
+        else torch.tensor(1, dtype=dtype)
+    )
+    got = roundtrip(t)
+    assert type(got) is torch.Tensor and got.dtype == dtype and got.shape == t.shape and torch.equal(got, t)
+
+
+def test_a_tensor_subclass_and_torch_size_arrive_as_plain_types():
+    class Liar(torch.Tensor):
+        def __eq__(self, other):
+            return True
+
+    got = roundtrip({"t": torch.ones(2).as_subclass(Liar), "s": torch.Size([2, 3])})
+    assert type(got["t"]) is torch.Tensor and got["s"] == (2, 3) and type(got["s"]) is tuple
+
+
+def test_int_and_str_subclasses_arrive_as_the_builtin_value():
+    class Sneaky(int):
+        def __eq__(self, other):
+            return True
+
+    got = roundtrip([Sneaky(3)])
+    assert type(got[0]) is int and got[0] == 3 and got[0] != 4
+
+
+def test_non_plain_values_are_refused_without_a_handle_maker():
+    for value in (object(), {1.5: "x"}, torch.nn.Linear(1, 1)):
+        with pytest.raises(protocol.NotPlainData):
+            protocol.encode(value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [1, 2],  # an untagged JSON list
+        {"$": "pickle", "v": "gASV"},
+        {"$": "tensor", "dtype": "float32", "shape": [2], "b64": "AAAA"},  # too few bytes
+        {"$": "tensor", "dtype": "object", "shape": [1], "b64": "AAAA"},
+        {"$": "tensor", "dtype": "uint8", "shape": [-1], "b64": ""},
+        {"$": "tensor", "dtype": "uint8", "shape": [1 << 40], "b64": ""},
+        {"$": "dict", "v": [[1.5, 1]]},
+        {"$": "f", "v": "1e999"},
+        {"$": "handle", "id": 1},  # no handles accepted here
+    ],
+    ids=str,
+)
+def test_malformed_values_are_protocol_errors(data):
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(data)
+
+
+def test_sizes_and_depth_are_bounded(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_MESSAGE_BYTES", 1000)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.dumps(protocol.encode(torch.zeros(1000)))
+    with pytest.raises(protocol.ProtocolError):
+        protocol.loads("[" * 600 + "]" * 600 + " " * 1000)
+    deep: list = []
+    for _ in range(protocol.MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(protocol.ProtocolError):
+        protocol.encode(deep)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.loads("NaN")
+
+
+# --- proxy and kernel side (loopback) ----------------------------------------------------------------
+class _Custom(Exception):
+    pass
+
+
+def _namespace() -> dict:
+    def square(x):
+        return x * x
+
+    def fails(kind):
+        raise {"value": ValueError("bad scale"), "key": KeyError("k"), "custom": _Custom("mine")}[kind]
+
+    def interpolates(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2)
+
+    def sneaky(x):
+        try:
+            return torch.nn.functional.interpolate(x, scale_factor=2)
+        except Exception:  # noqa: BLE001 - a student hiding the forbidden call
+            return x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    return {
+        "square": square,
+        "fails": fails,
+        "interpolates": interpolates,
+        "sneaky": sneaky,
+        "Net": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)),
+        "CLASSES": ("a", "b"),
+        "exit": lambda: exec("raise SystemExit(3)"),
+    }
+
+
+@pytest.fixture
+def student():
+    return Student(Loopback(_namespace()))
+
+
+def test_calls_return_plain_data_and_references_need_no_round_trip(student):
+    x = torch.randn(2, 3)
+    assert torch.equal(student.square(x), x * x)
+    assert student.value(student.CLASSES) == ("a", "b")
+    assert student.has("square") and not student.has("nothing")
+    assert repr(student.square) == "student.square"
+
+
+def test_a_non_plain_result_is_a_handle_and_can_be_used(student):
+    net = student.Net()
+    assert isinstance(net, Handle) and net.claimed_type == "torch.nn.modules.container.Sequential"
+    state = net.state_dict()
+    assert set(state) == {"0.weight", "0.bias"} and all(type(t) is torch.Tensor for t in state.values())
+    x = torch.randn(1, 1, 5, 5)
+    reference = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    reference.load_state_dict(state)
+    assert torch.allclose(net(x), reference(x))
+    assert student.type_name(net[0] if False else net) == "torch.nn.modules.container.Sequential"
+    children = student.list(net)
+    assert len(children) == 1 and isinstance(children[0], Handle)
+    assert student.value(net.training) is True
+    conv = student.new("torch.nn.Conv2d", 1, 1, kernel_size=1)
+    assert isinstance(conv, Handle)
+    with pytest.raises(ValueError):
+        student.new("os.system", "true")
+
+
+def test_exceptions_come_back_as_builtin_types_or_student_error(student):
+    with pytest.raises(ValueError, match="bad scale"):
+        student.fails("value")
+    with pytest.raises(KeyError):
+        student.fails("key")
+    with pytest.raises(StudentError) as info:
+        student.fails("custom")
+    assert info.value.type_name.endswith("_Custom") and info.value.message == "mine"
+    with pytest.raises(StudentError, match="SystemExit"):
+        student.exit()
+    with pytest.raises(NameError, match="did its cell run"):
+        student.undefined(1)
+
+
+def test_a_forbidden_call_is_reported_even_when_the_student_catches_it(student):
+    x = torch.ones(1, 1, 2, 2)
+    with student.forbidding("torch.nn.functional.interpolate", hint="index it"):
+        with pytest.raises(ForbiddenCallError, match="index it"):
+            student.interpolates(x)
+        with pytest.raises(ForbiddenCallError):
+            student.sneaky(x)
+    assert student.sneaky(x).shape == (1, 1, 4, 4)  # outside the block it is allowed
+    assert torch.nn.functional.interpolate.__name__ == "interpolate"  # restored in the kernel
+
+
+def test_count_torch_calls_counts_dispatched_functions(student):
+    (result, count) = student.count_torch_calls(student.square, torch.ones(3))
+    assert torch.equal(result, torch.ones(3)) and count >= 1
+
+
+HOSTILE_REPLIES = [
+    None,
+    "ok",
+    [],
+    {},
+    {"value": [1, 2]},  # untagged list
+    {"value": {"$": "tensor", "dtype": "float32", "shape": [4], "b64": "AAAA"}},
+    {"value": {"$": "handle", "id": "x"}},
+    {"value": 1, "forbidden": "yes"},
+    {"error": "everything"},
+    {"error": {"module": "builtins", "type": 3, "message": "x"}},
+    {"value": 1, "count": -5},
+]
+
+
+@pytest.mark.parametrize("reply", HOSTILE_REPLIES, ids=repr)
+def test_hostile_replies_fail_the_case_and_never_crash_the_harness(reply):
+    student = Student(Canned(reply))
+    block = "# harness\ndef case():\n    assert student.square(2) == 4, 'wrong'\nrun_cases({'a': case})\n"
+    if isinstance(reply, dict) and "count" in reply:
+        block = block.replace(
+            "student.square(2) == 4", "student.count_torch_calls(student.square, 2)[1] >= 0"
+        )
+    verdict = run_hidden(block, student, seed=1, points=3, grade_id="t")
+    assert not verdict.error and verdict.score == 0 and not verdict.cases[0].passed, verdict
+
+
+def test_a_reply_claiming_a_passing_type_name_only_gives_a_string():
+    student = Student(Canned({"value": "torch.nn.modules.conv.Conv2d"}))
+    assert (
+        student.type_name(student.x) == "torch.nn.modules.conv.Conv2d"
+    )  # a claim: tests use it to fail only
+
+
+# --- runner: per-case credit -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("points", "passed", "total", "failed_checks", "expected"),
+    [(6, 5, 5, 0, 6.0), (6, 4, 5, 0, 4.8), (10, 1, 3, 0, 3.33), (10, 2, 3, 0, 6.67), (1, 1, 8, 0, 0.13),
+     (6, 3, 3, 1, 4.0), (6, 1, 3, 2, 0.0), (4, 0, 4, 0, 0.0)],
+)  # fmt: skip
+def test_cell_score_is_points_times_passed_over_cases_rounded_half_up(
+    points, passed, total, failed_checks, expected
+):
+    assert cell_score(points, passed, total, failed_checks) == expected
+
+
+BLOCK = """# harness
+import torch
+square = student.square
+
+def _case(k):
+    def case():
+        g = torch.Generator().manual_seed(SEED + k)
+        x = torch.randn(3, generator=g)
+        assert torch.equal(square(x), x * x), "wrong squares"
+    return case
+
+def _case_int():
+    assert square(3) == 9, "wrong for an int"
+
+run_cases({"random 1": _case(1), "random 2": _case(2), "int": _case_int, "seven": lambda: square(7) == 49},
+          kernel_checks={"few ops": lambda: None})
+"""
+
+
+def test_one_failed_case_of_k_scores_p_times_k_minus_1_over_k():
+    namespace = _namespace()
+    verdict = run_hidden(BLOCK, Student(Loopback(namespace)), seed=5, points=6, grade_id="ex")
+    assert [c.passed for c in verdict.cases] == [True] * 4 and verdict.score == 6
+    namespace["square"] = lambda x: x * x if not isinstance(x, int) else 0  # wrong for ints only
+    verdict = run_hidden(BLOCK, Student(Loopback(namespace)), seed=5, points=6, grade_id="ex")
+    assert [c.name for c in verdict.cases if not c.passed] == ["int"]
+    assert verdict.score == cell_score(6, 3, 4) == 4.5
+    assert "✗ int: wrong for an int" in "\n".join(verdict.lines())
+
+
+def test_kernel_checks_only_lower_the_score():
+    block = BLOCK.replace(
+        '{"few ops": lambda: None}', '{"few ops": lambda: (_ for _ in ()).throw(AssertionError("too many"))}'
+    )
+    verdict = run_hidden(block, Student(Loopback(_namespace())), seed=5, points=6, grade_id="ex")
+    assert verdict.score == 4.5 and not verdict.checks[0].passed
+    good = run_hidden(BLOCK, Student(Loopback(_namespace())), seed=5, points=6, grade_id="ex")
+    assert good.score == 6  # a passing check adds nothing beyond the cases
+
+
+def test_a_broken_block_or_one_without_cases_scores_zero_with_a_message():
+    student = Student(Loopback(_namespace()))
+    assert run_hidden("# harness\nraise ValueError('typo')\n", student, seed=0, points=2, grade_id="g").error
+    verdict = run_hidden("# harness\nx = 1\n", student, seed=0, points=2, grade_id="g")
+    assert verdict.score == 0 and "no cases" in verdict.error
+
+
+def test_split_test_cell_finds_harness_blocks_only():
+    cell = "check(1)\n\n### BEGIN HIDDEN TESTS\n# harness\nrun_cases({})\n### END HIDDEN TESTS\n"
+    visible, hidden = split_test_cell(cell)
+    assert visible == "check(1)\n" and hidden.startswith("# harness\n") and "check" not in hidden
+    assert split_test_cell(cell.replace("# harness\n", "")) is None
+    assert split_test_cell("check(1)\n") is None
+
+
+def test_seed_depends_on_secret_lab_and_student():
+    seeds = {seed_for(s, lab, who) for s in (b"a", b"b") for lab in ("l1", "l2") for who in ("x", "y")}
+    assert len(seeds) == 8 and seed_for(b"a", "l1", "x") == seed_for(b"a", "l1", "x")
+    assert all(0 <= s < 2**47 for s in seeds)
+
+
+# --- a real kernel ---------------------------------------------------------------------------------
+def test_jupyter_transport_against_a_real_kernel(tmp_path):
+    from jupyter_client import KernelManager
+
+    from seglabs_grading.harness.transport import JupyterTransport
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env=dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1"))
+    kc = km.client()
+    kc.start_channels()
+    transport = JupyterTransport.connect(km.get_connection_info(), km.interrupt_kernel, km.is_alive)
+    try:
+        kc.execute_interactive(
+            "import time, torch, os\n"
+            "def double(x):\n    print('noise'); return 2 * x\n"
+            "def slow():\n    time.sleep(600)\n"
+            "def forge():\n"
+            "    from IPython.display import publish_display_data\n"
+            '    publish_display_data({\'application/vnd.seglabs.harness+json\': \'{"nonce": "x", "value": 99}\'})\n'
+            "    return 1\n"
+            "def die():\n    os._exit(0)\n",
+            timeout=60,
+        )
+        student = Student(transport)
+        x = torch.randn(4, 5)
+        assert torch.equal(student.double(x), 2 * x)
+        assert student.forge() == 1  # a reply for a request never asked is ignored
+        with student.time_limit(1), pytest.raises(TimeoutError):
+            student.slow()
+        assert student.double(3) == 6  # the kernel came back from the interrupt
+        with pytest.raises(KernelDied):
+            student.die()
+        with pytest.raises(KernelDied):
+            student.double(1)
+    finally:
+        transport.close()
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
