@@ -1,4 +1,4 @@
-"""Training and evaluation loops for the labs: device choice, seeding, ``fit``, ``evaluate``, ``predict``.
+"""Training and evaluation loops for the labs: seeding, ``fit``, ``evaluate``, ``predict``.
 
 Typical use in a notebook::
 
@@ -15,19 +15,22 @@ Training for a fixed number of ``epochs`` or ``steps`` is deterministic on the C
 ``time_budget_s`` stops earlier when the wall-clock budget is spent: convenient on a slow laptop, but
 the result then depends on the machine, so grading never relies on it.
 
+The number of classes is the model's: ``fit`` and ``evaluate`` read it from the scores the model returns
+(N x C x H x W) and check it against ``num_classes`` when given and against the dataset's class names.
+
 On CUDA, ``fit`` uses mixed precision (``torch.autocast`` + ``torch.amp.GradScaler``) and asynchronous
-host-to-device copies from pinned memory; on MPS and CPU it runs in float32.
+host-to-device copies from pinned memory; on MPS and CPU it runs in float32. Devices live in
+:mod:`helpers.device`, checkpoints in :mod:`helpers.checkpoint`, loaders in :mod:`helpers.loaders`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,41 +38,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers.data import (
-    IGNORE_INDEX,
-    NUM_CLASSES,
-    SegmentationFolder,
-    make_eval_transforms,
-    make_train_transforms,
-)
+from helpers.checkpoint import cpu_state, load_checkpoint, read_checkpoint, save_checkpoint
+from helpers.device import autocast, model_device, pick_device, resolve_device, to_device, use_amp
+from helpers.labels import IGNORE_INDEX
+from helpers.loaders import make_loaders
 from helpers.metrics import SegmentationMetric
 
 __all__ = [
     "pick_device",
     "seed_everything",
     "History",
+    "TrainState",
     "fit",
+    "train_step",
+    "should_stop",
     "evaluate",
     "predict",
     "make_loaders",
+    "save_checkpoint",
     "load_checkpoint",
 ]
-
-
-def pick_device(verbose: bool = True) -> torch.device:
-    """The best available device: CUDA, then Apple's MPS, then the CPU; prints one line saying why."""
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        why = f"CUDA GPU found ({torch.cuda.get_device_name(0)}); training uses mixed precision"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = torch.device("mps")
-        why = "Apple GPU (MPS) found"
-    else:
-        device = torch.device("cpu")
-        why = f"no GPU found, using {torch.get_num_threads()} CPU thread(s): fine for the labs' 64x64 images"
-    if verbose:
-        print(f"device: {device} - {why}")
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -133,53 +121,262 @@ def _output(out: Any) -> torch.Tensor:
     return out["out"] if isinstance(out, dict) else out
 
 
-def _check_shapes(logits: torch.Tensor, masks: torch.Tensor, num_classes: int) -> None:
+def class_count(
+    logits: torch.Tensor, masks: torch.Tensor, num_classes: int | None, dataset: Any = None
+) -> int:
+    """The number of classes, read from the model's scores (N x C x H x W) and checked.
+
+    An explicit ``num_classes`` and the class names a dataset declares (``dataset.classes``, unless it says
+    ``classes_declared = False``, e.g. VOC's names assumed for a folder without ``seglab.json``) must agree
+    with the model; errors name both numbers."""
     if logits.dim() != 4 or logits.shape[0] != masks.shape[0] or logits.shape[-2:] != masks.shape[-2:]:
         raise ValueError(
             f"the model returned shape {tuple(logits.shape)} for masks of shape {tuple(masks.shape)}; a "
-            f"segmentation model must return N x {num_classes} x H x W scores at the input's resolution "
+            f"segmentation model must return N x C x H x W scores (C classes) at the input's resolution "
             "(upsample inside the model)"
         )
-    if logits.shape[1] != num_classes:
+    found = int(logits.shape[1])
+    if num_classes is not None and num_classes != found:
         raise ValueError(
-            f"the model returned {logits.shape[1]} class scores per pixel but num_classes={num_classes}"
+            f"the model returned {found} class scores per pixel but num_classes={num_classes}: give the model "
+            f"{num_classes} output channels, or leave num_classes unset to use the model's {found}"
         )
-
-
-def _use_amp(amp: bool | str, device: torch.device) -> bool:
-    if amp == "auto":
-        return device.type == "cuda"
-    if amp and device.type != "cuda":
-        warnings.warn(f"amp=True needs CUDA; training in float32 on {device}", stacklevel=3)
-        return False
-    return bool(amp)
-
-
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA; nothing elsewhere (not every PyTorch build accepts autocast on MPS)."""
-    return torch.autocast(device.type, dtype=torch.float16) if enabled else contextlib.nullcontext()
-
-
-def _to(batch: Iterable[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    non_blocking = device.type == "cuda"  # overlaps the copy with compute when memory is pinned
-    return [t.to(device, non_blocking=non_blocking) for t in batch]
-
-
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, which: str = "best") -> dict:
-    """Load weights saved by :func:`fit` into ``model`` (``which`` = "best" or "last"); returns the file's dict.
-
-    The file is read with ``torch.load(path, weights_only=True)``: it holds only tensors, numbers and lists.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist (fit(..., checkpoint={str(path)!r}) writes it)"
+    classes = getattr(dataset, "classes", None)
+    if classes is not None and getattr(dataset, "classes_declared", True) and len(classes) != found:
+        raise ValueError(
+            f"the model returned {found} class scores per pixel but the dataset has {len(classes)} classes "
+            f"({', '.join(map(str, classes))}): give the model {len(classes)} output channels"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if which not in ("best", "last"):
-        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    model.load_state_dict(state["model"] if which == "best" else state["last"]["model"])
+    return found
+
+
+def _dataset(loader: Any) -> Any:
+    return getattr(loader, "dataset", None)
+
+
+@dataclass
+class _Plan:
+    """When ``fit`` stops and validates, from its arguments and the loader's length (checked here)."""
+
+    epochs: int | None
+    steps: int | None
+    time_budget_s: float | None
+    per_epoch: int | None  # batches per epoch; None for a loader without len()
+    total: int | None  # steps to stop at; None: until the time budget (or epochs of an unsized loader)
+    eval_every: int | None  # None: at the end of each epoch of an unsized loader
+
+
+def _plan(loader: Iterable, epochs: Any, steps: Any, time_budget_s: Any, eval_every: Any) -> _Plan:
+    if epochs is None and steps is None and time_budget_s is None:
+        raise ValueError("fit needs epochs=, steps= or time_budget_s= to know when to stop")
+    for name, value in (("epochs", epochs), ("steps", steps), ("eval_every", eval_every)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        per_epoch = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        per_epoch = None
+    if per_epoch == 0:
+        raise ValueError("train_loader is empty (no batches): check the dataset and batch_size/drop_last")
+    by_steps = [n for n in (steps, epochs * per_epoch if epochs and per_epoch else None) if n]
+    total = min(by_steps) if by_steps else None
+    if eval_every is None and (epochs is not None or steps is None):
+        eval_every = per_epoch  # end of each epoch
+    elif eval_every is None:
+        eval_every = max(1, total // 10)
+    return _Plan(epochs, steps, time_budget_s, per_epoch, total, eval_every)
+
+
+@dataclass
+class TrainState:
+    """Everything ``fit`` changes while it trains: counters, the history, the best weights, and the running
+    sums since the last validation point (cleared by :meth:`start_interval`)."""
+
+    history: History = field(default_factory=History)
+    step: int = 0
+    seconds: float = 0.0
+    epochs_done: int = 0  # counted only for loaders without len()
+    best: dict[str, torch.Tensor] | None = None
+    loss_sum: float = 0.0
+    batches: int = 0
+    images: int = 0
+    interval_s: float = 0.0
+
+    def record(self, loss: float, images: int, seconds: float) -> None:
+        """One optimizer step done."""
+        self.step += 1
+        self.seconds += seconds
+        self.loss_sum, self.batches = self.loss_sum + loss, self.batches + 1
+        self.images, self.interval_s = self.images + images, self.interval_s + seconds
+        self.history["step_loss"].append(loss)
+
+    def start_interval(self) -> None:
+        """Clear the running sums after a validation point."""
+        self.loss_sum, self.batches, self.images, self.interval_s = 0.0, 0, 0, 0.0
+
+
+def should_stop(plan: _Plan, state: TrainState) -> str:
+    """Why training ends now ("steps", "epochs", "time budget"), or "" to go on. The one stopping rule."""
+    if plan.total is not None and state.step >= plan.total:
+        return "steps" if plan.steps is not None and state.step >= plan.steps else "epochs"
+    if plan.epochs is not None and plan.per_epoch is None and state.epochs_done >= plan.epochs:
+        return "epochs"
+    if plan.time_budget_s is not None and state.seconds >= plan.time_budget_s:
+        return "time budget"
+    return ""
+
+
+@dataclass
+class _Run:
+    """What ``fit`` trains with; fixed for the whole run."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: bool
+    lr: float
+    num_classes: int | None
+    dataset: Any
+    val_loader: Iterable | None
+    checkpoint: Path | None
+    plot: Any = None
+    bar: Any = None
+
+
+def train_step(run: _Run, images: torch.Tensor, masks: torch.Tensor, step: int) -> tuple[float, float]:
+    """One optimizer step on one batch; returns (loss, seconds). The first batch fixes the class count."""
+    start = time.perf_counter()
+    images, masks = to_device((images, masks), run.device)
+    with autocast(run.device, run.amp):
+        logits = _output(run.model(images))
+        if step == 0 or run.num_classes is None:
+            run.num_classes = class_count(logits, masks, run.num_classes, run.dataset)
+        loss = run.loss_fn(logits.float(), masks)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    value = float(loss.detach())  # waits for the device, so the timing is honest
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"training loss became {value} at step {step + 1}: lower the learning rate (lr={run.lr})"
+        )
+    return value, time.perf_counter() - start
+
+
+def _validation_point(run: _Run, plan: _Plan, state: TrainState) -> None:
+    """Validate, record a history point, keep the best weights, save the checkpoint, update the displays."""
+    history = state.history
+    miou = acc = math.nan
+    if run.val_loader is not None:
+        metrics = evaluate(run.model, run.val_loader, run.num_classes, run.device, amp=run.amp)
+        miou, acc = metrics["miou"], metrics["pixel_acc"]
+    point = {
+        "step": state.step,
+        "epoch": state.step / plan.per_epoch if plan.per_epoch else math.nan,
+        "loss": state.loss_sum / max(state.batches, 1),
+        "miou": miou,
+        "pixel_acc": acc,
+        "seconds": state.seconds,
+        "images/s": state.images / state.interval_s if state.interval_s > 0 else math.nan,
+    }
+    for key, value in point.items():
+        history[key].append(value)
+    if run.val_loader is None or (not math.isnan(miou) and miou > history.best_miou):
+        history.best_miou, history.best_step = (miou if run.val_loader is not None else -math.inf), state.step
+        if run.checkpoint is not None:
+            state.best = cpu_state(run.model, clone=True)
+    if run.checkpoint is not None:
+        save_checkpoint(
+            run.checkpoint,
+            run.model,
+            run.optimizer,
+            step=state.step,
+            seconds=state.seconds,
+            best=state.best,
+            history=history.state(),
+            scaler=run.scaler if run.amp else None,
+        )
+    if run.plot is not None:
+        run.plot.update(state.step, loss=point["loss"], miou=miou)
+    if run.bar is not None:
+        run.bar.set_postfix(loss=f"{point['loss']:.3f}", miou=f"{miou:.3f}")
+    state.start_interval()
+
+
+def _resume(run: _Run, path: Path) -> TrainState:
+    """The training state saved in ``path``, loaded into the model, optimizer and RNG."""
+    saved = read_checkpoint(path)
+    last = saved["last"]
+    run.model.load_state_dict(last["model"])
+    run.optimizer.load_state_dict(last["optimizer"])
+    if run.amp and "scaler" in last:
+        run.scaler.load_state_dict(last["scaler"])
+    torch.set_rng_state(last["rng"])
+    history = History(saved["history"])
+    state = TrainState(history, int(last["step"]), float(last["seconds"]), best=saved["model"])
+    print(f"resumed from {path} at step {state.step} (best mIoU so far {history.best_miou:.4f})")
     return state
+
+
+def _train(run: _Run, plan: _Plan, loader: Iterable, state: TrainState) -> None:
+    """Train until :func:`should_stop` says why; ``state.history.stopped_by`` records it."""
+    while not (reason := should_stop(plan, state)):
+        batches = 0
+        for images, masks in loader:
+            batches += 1
+            loss, seconds = train_step(run, images, masks, state.step)
+            state.record(loss, len(images), seconds)
+            if run.bar is not None:
+                run.bar.update(1)
+            reason = should_stop(plan, state)
+            if reason or (plan.eval_every and state.step % plan.eval_every == 0):
+                state.history.stopped_by = reason
+                _validation_point(run, plan, state)
+            if reason:
+                return
+        if batches == 0:
+            raise ValueError("train_loader yielded no batches")
+        if plan.per_epoch is None:  # an unsized loader: an epoch ends when it is exhausted
+            state.epochs_done += 1
+            reason = should_stop(plan, state)
+            if state.batches and (reason or not plan.eval_every):
+                state.history.stopped_by = reason
+                _validation_point(run, plan, state)
+    state.history.stopped_by = reason  # e.g. resumed a finished run
+
+
+def _start(
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    loss_fn,
+    amp,
+    device,
+    checkpoint,
+    lr,
+    weight_decay,
+    num_classes,
+):
+    device = resolve_device(device)
+    model.to(device)
+    amp = use_amp(amp, device)
+    return _Run(
+        model=model,
+        optimizer=optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
+        loss_fn=loss_fn or nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        device=device,
+        amp=amp,
+        lr=lr,
+        num_classes=num_classes,
+        dataset=_dataset(train_loader),
+        val_loader=val_loader,
+        checkpoint=Path(checkpoint) if checkpoint is not None else None,
+    )
 
 
 def fit(
@@ -199,7 +396,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     live_plot: bool = True,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     eval_every: int | None = None,
     progress: bool = True,
 ) -> History:
@@ -220,6 +417,7 @@ def fit(
             finished run is not trained further. On the CPU, resuming from an epoch boundary gives the same
             weights as an uninterrupted run.
         live_plot: draw loss and mIoU live in a notebook (printed lines elsewhere).
+        num_classes: default: the model's (the C of its N x C x H x W output); when given, it must agree.
         eval_every: validate every this many steps (default: at the end of each epoch, or 10 times
             over a run given in ``steps`` only).
         progress: show a tqdm progress bar.
@@ -227,170 +425,50 @@ def fit(
     The model is left in training mode with the *latest* weights; load the best ones with
     :func:`load_checkpoint`.
     """
-    from tqdm.auto import tqdm
+    plan = _plan(train_loader, epochs, steps, time_budget_s, eval_every)
+    args = (optimizer, loss_fn, amp, device, checkpoint, lr, weight_decay, num_classes)
+    run = _start(model, train_loader, val_loader, *args)
+    resuming = resume and run.checkpoint is not None and run.checkpoint.is_file()
+    state = _resume(run, run.checkpoint) if resuming else TrainState()
+    _open_displays(run, plan, state, live_plot, progress)
+    _train_until_stopped(run, plan, train_loader, state)
+    return state.history
 
-    from helpers.viz import LivePlot
 
-    if epochs is None and steps is None and time_budget_s is None:
-        raise ValueError("fit needs epochs=, steps= or time_budget_s= to know when to stop")
-    for name, value in (("epochs", epochs), ("steps", steps), ("eval_every", eval_every)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _train_until_stopped(run: _Run, plan: _Plan, loader: Iterable, state: TrainState) -> None:
+    """:func:`_train`, stopped cleanly by Jupyter's stop button; closes the displays, leaves the model training."""
+    run.model.train()
     try:
-        per_epoch = len(train_loader)  # type: ignore[arg-type]
-    except TypeError:
-        per_epoch = None
-    if per_epoch == 0:
-        raise ValueError("train_loader is empty (no batches): check the dataset and batch_size/drop_last")
-    by_steps = [n for n in (steps, epochs * per_epoch if epochs and per_epoch else None) if n]
-    total = (
-        min(by_steps) if by_steps else None
-    )  # None: until the time budget (or epochs of an unsized loader)
-    if eval_every is None and (epochs is not None or steps is None):
-        eval_every = per_epoch  # end of each epoch (None for an unsized loader: handled at exhaustion)
-    elif eval_every is None:
-        eval_every = max(1, total // 10)
-
-    device = torch.device(device) if device is not None else pick_device(verbose=False)
-    model.to(device)
-    use_amp = _use_amp(amp, device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = loss_fn or nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history = History()
-    step, trained_s = 0, 0.0
-    best_state: dict[str, torch.Tensor] | None = None
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-
-    if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        last = state["last"]
-        model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        if use_amp and "scaler" in last:
-            scaler.load_state_dict(last["scaler"])
-        torch.set_rng_state(last["rng"])
-        step, trained_s = int(last["step"]), float(last["seconds"])
-        history = History(state["history"])
-        best_state = state["model"]
-        print(f"resumed from {checkpoint} at step {step} (best mIoU so far {history.best_miou:.4f})")
-
-    plot = LivePlot(title=f"training on {device}") if live_plot else None
-    if plot is not None and history["step"]:
-        plot.extend(history)
-
-    def validate_and_save(run_loss: float, run_n: int, run_images: int, run_s: float) -> None:
-        nonlocal best_state
-        if val_loader is not None:
-            metrics = evaluate(model, val_loader, num_classes=num_classes, device=device, amp=use_amp)
-            miou, acc = metrics["miou"], metrics["pixel_acc"]
-        else:
-            miou = acc = math.nan
-        history["step"].append(step)
-        history["epoch"].append(step / per_epoch if per_epoch else math.nan)
-        history["loss"].append(run_loss / max(run_n, 1))
-        history["miou"].append(miou)
-        history["pixel_acc"].append(acc)
-        history["seconds"].append(trained_s)
-        history["images/s"].append(run_images / run_s if run_s > 0 else math.nan)
-        improved = val_loader is None or (not math.isnan(miou) and miou > history.best_miou)
-        if improved:
-            history.best_miou, history.best_step = (miou if val_loader is not None else -math.inf), step
-            if checkpoint is not None:
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            last = {
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(),
-                "step": step,
-                "seconds": trained_s,
-            }
-            if use_amp:
-                last["scaler"] = scaler.state_dict()
-            tmp = checkpoint.with_name(checkpoint.name + ".tmp")
-            torch.save({"model": best_state, "last": last, "history": history.state()}, tmp)
-            os.replace(tmp, checkpoint)  # never leave a half-written checkpoint behind
-        if plot is not None:
-            plot.update(step, loss=history["loss"][-1], miou=miou)
-        if bar is not None:
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", miou=f"{miou:.3f}")
-
-    bar = tqdm(total=total, initial=step, desc="training", unit="step") if progress else None
-    run_loss, run_n, run_images, run_s = 0.0, 0, 0, 0.0
-    epochs_done = 0  # only used when the loader has no len()
-    model.train()
-    try:
-        while not history.stopped_by:
-            if total is not None and step >= total:  # e.g. resumed a finished run
-                history.stopped_by = "steps" if steps is not None and step >= steps else "epochs"
-                break
-            batches = 0
-            for images, masks in train_loader:
-                batches += 1
-                start = time.perf_counter()
-                images, masks = _to((images, masks), device)
-                with _autocast(device, use_amp):
-                    logits = _output(model(images))
-                    if run_n == 0:
-                        _check_shapes(logits, masks, num_classes)
-                    loss = loss_fn(logits.float(), masks)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                value = float(loss.detach())  # waits for the device, so the timing below is honest
-                elapsed = time.perf_counter() - start
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"training loss became {value} at step {step + 1}: lower the learning rate (lr={lr})"
-                    )
-                step += 1
-                trained_s += elapsed
-                run_loss, run_n, run_s = run_loss + value, run_n + 1, run_s + elapsed
-                run_images += len(images)
-                history["step_loss"].append(value)
-                if bar is not None:
-                    bar.update(1)
-                if total is not None and step >= total:
-                    history.stopped_by = "steps" if steps is not None and step >= steps else "epochs"
-                elif time_budget_s is not None and trained_s >= time_budget_s:
-                    history.stopped_by = "time budget"
-                if history.stopped_by or (eval_every and step % eval_every == 0):
-                    validate_and_save(run_loss, run_n, run_images, run_s)
-                    run_loss, run_n, run_images, run_s = 0.0, 0, 0, 0.0
-                if history.stopped_by:
-                    break
-            else:  # the loader is exhausted: one epoch done
-                if batches == 0:
-                    raise ValueError("train_loader yielded no batches")
-                if per_epoch is None:
-                    epochs_done += 1
-                    if epochs is not None and epochs_done >= epochs:
-                        history.stopped_by = "epochs"
-                    if run_n and (history.stopped_by or not eval_every):
-                        validate_and_save(run_loss, run_n, run_images, run_s)
-                        run_loss, run_n, run_images, run_s = 0.0, 0, 0, 0.0
-        return history
+        _train(run, plan, loader, state)
     except KeyboardInterrupt:
         # Jupyter's stop button: keep what was learned and recorded instead of losing the history.
-        history.stopped_by = "interrupted"
-        print(f"training interrupted at step {step}; the model keeps its current weights")
-        return history
+        state.history.stopped_by = "interrupted"
+        print(f"training interrupted at step {state.step}; the model keeps its current weights")
     finally:
-        if bar is not None:
-            bar.close()
-        if plot is not None:
-            plot.close()
-        model.train()
+        for display in (run.bar, run.plot):
+            if display is not None:
+                display.close()
+        run.model.train()
+
+
+def _open_displays(run: _Run, plan: _Plan, state: TrainState, live_plot: bool, progress: bool) -> None:
+    """The live plot (with the points of a resumed run) and the progress bar, as asked."""
+    from tqdm.auto import tqdm
+
+    from helpers.widgets import LivePlot
+
+    if live_plot:
+        run.plot = LivePlot(title=f"training on {run.device}")
+        run.plot.extend(state.history)
+    if progress:
+        run.bar = tqdm(total=plan.total, initial=state.step, desc="training", unit="step")
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Iterable,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     device: torch.device | str | None = None,
     *,
     amp: bool | str = "auto",
@@ -399,32 +477,34 @@ def evaluate(
     """Score ``model`` on every batch of ``loader``.
 
     Returns ``{"miou", "pixel_acc", "iou_per_class", "cm"}`` from one confusion matrix over the whole
-    loader (see :mod:`helpers.metrics` for the conventions). The model's train/eval mode is restored.
+    loader (see :mod:`helpers.metrics` for the conventions). The number of classes is the model's (checked
+    against ``num_classes`` when given, and the dataset's class names). The train/eval mode is restored.
     """
-    if device is None:
-        try:
-            device = next(model.parameters()).device
-        except StopIteration:
-            device = torch.device("cpu")
-    device = torch.device(device)
+    device = model_device(model, device)
     model.to(device)
-    use_amp = _use_amp(amp, device)
+    amp = use_amp(amp, device)
     was_training = model.training
     model.eval()
-    metric = SegmentationMetric(num_classes, ignore_index)
+    metric = None
     # Iterating a DataLoader draws a seed from the global RNG; evaluating must not change what training
     # draws next, or validating more often would change the trained weights.
     rng_state = torch.get_rng_state()
     try:
         for images, masks in loader:
-            images, masks = _to((images, masks), device)
-            with _autocast(device, use_amp):
+            images, masks = to_device((images, masks), device)
+            with autocast(device, amp):
                 logits = _output(model(images))
-            _check_shapes(logits, masks, num_classes)
+            if metric is None:
+                num_classes = class_count(logits, masks, num_classes, _dataset(loader))
+                metric = SegmentationMetric(num_classes, ignore_index)
+            class_count(logits, masks, num_classes)
             metric.update(logits.argmax(dim=1), masks)
     finally:
         model.train(was_training)
         torch.set_rng_state(rng_state)
+    if metric is None:  # an empty loader: nothing to score (NaN results)
+        classes = getattr(_dataset(loader), "classes", None)
+        metric = SegmentationMetric(num_classes or (len(classes) if classes else 1), ignore_index)
     return metric.compute()
 
 
@@ -446,11 +526,7 @@ def predict(model: nn.Module, image: Any, device: torch.device | str | None = No
         )
     single = image.dim() == 3
     batch = image[None] if single else image
-    if device is None:
-        try:
-            device = next(model.parameters()).device
-        except StopIteration:
-            device = torch.device("cpu")
+    device = model_device(model, device)
     was_training = model.training
     model.eval()
     try:
@@ -458,60 +534,3 @@ def predict(model: nn.Module, image: Any, device: torch.device | str | None = No
     finally:
         model.train(was_training)
     return pred[0] if single else pred
-
-
-def make_loaders(
-    root: str | os.PathLike,
-    batch_size: int = 32,
-    crop_size: int | None = None,
-    num_workers: int = 0,
-    *,
-    augment: bool = True,
-    scale: tuple[float, float] = (0.75, 1.25),
-    eval_size: int | None = None,
-    train_split: str = "train",
-    val_split: str = "val",
-    device: torch.device | str | None = None,
-    cache: bool | None = None,
-) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
-    """Training and validation loaders over a VOC-layout folder (e.g. :func:`helpers.data.ensure_scenes`).
-
-    Training: shuffled, last incomplete batch dropped, augmented with a random horizontal flip and, when
-    ``crop_size`` is given, random scaling by ``scale`` then a ``crop_size`` crop (masks padded with 255).
-    Validation: in order, unaugmented; pass ``eval_size`` for datasets whose images differ in size (VOC).
-    Decoded samples are kept in memory when ``cache`` is True (default: for generated scenes, which carry
-    a ``seglab.json``). Memory is pinned when the device is CUDA. Shuffling and augmentation draw from PyTorch's global RNG,
-    so :func:`seed_everything` makes them repeatable.
-    """
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if not augment:
-        train_tf = make_eval_transforms(eval_size)
-    elif crop_size is not None:
-        train_tf = make_train_transforms(crop_size, scale=scale)
-    else:
-        train_tf = v2.Compose(
-            [
-                v2.RandomHorizontalFlip(0.5),
-                v2.ToDtype(
-                    {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None},
-                    scale=True,
-                ),
-            ]
-        )
-    if cache is None:  # generated scenes are small: keep them decoded in memory
-        cache = (Path(root) / "seglab.json").is_file()
-    train = SegmentationFolder(root, train_split, transforms=train_tf, cache=cache)
-    val = SegmentationFolder(root, val_split, transforms=make_eval_transforms(eval_size), cache=cache)
-    if len(train) < batch_size:
-        raise ValueError(f"{train!r} has {len(train)} images, fewer than batch_size={batch_size}")
-    device = torch.device(device) if device is not None else pick_device(verbose=False)
-    pin = device.type == "cuda"
-    common = {"num_workers": num_workers, "pin_memory": pin, "persistent_workers": num_workers > 0}
-    return (
-        torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, **common),
-        torch.utils.data.DataLoader(val, batch_size=batch_size, shuffle=False, **common),
-    )

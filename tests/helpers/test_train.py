@@ -180,8 +180,60 @@ def test_fit_explains_wrong_model_output(root):
     with pytest.raises(ValueError, match="at the input's resolution"):
         fit(half, train_loader, None, steps=1, progress=False, live_plot=False)
     three = nn.Conv2d(3, 3, 1)
-    with pytest.raises(ValueError, match="3 class scores per pixel but num_classes=5"):
+    with pytest.raises(
+        ValueError, match=r"3 class scores per pixel but the dataset has 5 classes \(background, sky"
+    ):
         fit(three, train_loader, None, steps=1, progress=False, live_plot=False)
+    with pytest.raises(ValueError, match="returned 5 class scores per pixel but num_classes=4"):
+        fit(tiny_net(), train_loader, None, steps=1, num_classes=4, progress=False, live_plot=False)
+    _, val_loader = make_loaders(root, batch_size=4)
+    with pytest.raises(ValueError, match="returned 3 class scores per pixel but the dataset has 5"):
+        evaluate(three, val_loader)
+    with pytest.raises(ValueError, match="returned 5 class scores per pixel but num_classes=7"):
+        evaluate(tiny_net(), val_loader, num_classes=7)
+
+
+def test_number_of_classes_comes_from_the_model(root, tmp_path):
+    """A VOC-layout folder without seglab.json (e.g. CamVid's 11 classes) assumes VOC's 21 names, but the
+    model's 11 output channels decide, in fit and in evaluate, without num_classes=."""
+    import shutil
+
+    from helpers.data import SegmentationFolder
+
+    other = tmp_path / "camvid"
+    shutil.copytree(root, other)
+    (other / "seglab.json").unlink()
+    assert SegmentationFolder(other, "val").num_classes == 21
+    seed_everything(0)
+    eleven = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 11, 1))
+    train_loader, val_loader = make_loaders(other, batch_size=4)
+    h = fit(eleven, train_loader, val_loader, steps=2, progress=False, live_plot=False)
+    assert h["step"][-1] == 2 and all(0 <= m <= 1 for m in h["miou"])
+    scores = evaluate(eleven, val_loader)
+    assert scores["cm"].shape == (11, 11) and len(scores["iou_per_class"]) == 11
+
+
+class Unsized:
+    """A loader without len(): epochs end when it is exhausted."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def test_unsized_loader_counts_epochs_and_validates_at_their_end(root):
+    seed_everything(0)
+    train_loader, val_loader = make_loaders(root, batch_size=4)
+    h = fit(tiny_net(), Unsized(train_loader), val_loader, epochs=2, progress=False, live_plot=False)
+    assert h.stopped_by == "epochs" and h["step"] == [4, 8] and all(math.isnan(e) for e in h["epoch"])
+    a, _ = run(root, epochs=2)
+    seed_everything(0)
+    b = tiny_net()
+    train_loader, val_loader = make_loaders(root, batch_size=4)
+    fit(b, Unsized(train_loader), val_loader, epochs=2, progress=False, live_plot=False)
+    assert same_weights(a, b), "an unsized loader must train exactly like the sized one"
 
 
 def test_fit_stops_on_nan_loss(root):
