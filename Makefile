@@ -27,18 +27,24 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-install only when the dependency lists change.
+# Re-install only when the dependency lists change. Students (`make lab`) get the runtime and JupyterLab (the
+# `lab` extra); maintainers and CI (`make install`, `make test`) everything (`dev` = lab + grading + test tools).
+$(VENV)/.stamp-lab: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[lab]' $(PIP_ARGS)
+	touch $@
+
 $(VENV)/.stamp-install: pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' $(PIP_ARGS)
-	touch $@
+	touch $@ $(VENV)/.stamp-lab
 
 install: $(VENV)/.stamp-install ## create .venv and install the course with the tested pins
 
-kernel: install ## register the .venv as a Jupyter kernel "Python (seglabs)" for other Jupyter installs
+kernel: $(VENV)/.stamp-lab ## register the .venv as a Jupyter kernel "Python (seglabs)" for other Jupyter installs
 	$(PY) -m ipykernel install --user --name seglabs --display-name "Python (seglabs)"
 
-lab: install kernel ## set up, then start JupyterLab on labs/ (headless: make lab ARGS=--no-browser)
+lab: $(VENV)/.stamp-lab kernel ## students: install runtime + JupyterLab, open labs/ (headless: ARGS=--no-browser)
 	$(BIN)/jupyter lab --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 labs: install ## regenerate labs/ (student versions) from solutions/: the guarded `course release`
@@ -53,11 +59,15 @@ lint: install ## ruff: lint Python files and notebooks
 format: install ## ruff: format Python files
 	$(BIN)/ruff format helpers tests benchmarks tools
 
+# The solutions run under nbval in a student's kernel: the Jupyter server and the grading packages cannot be
+# imported there (tests/student_kernel/sitecustomize.py), as on Colab or a JupyterHub image.
+STUDENT_KERNEL := SEGLAB_BLOCK_IMPORTS=nbgrader,jupyterlab,jupyter_server,notebook PYTHONPATH=$(CURDIR)/tests/student_kernel
+
 # Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
 test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests --durations=15 $(PYTEST_ARGS)
-	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
+	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
@@ -81,7 +91,7 @@ $(CHROMIUM):
 test-full: install ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests $(PYTEST_ARGS)
-	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
+	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
