@@ -1,8 +1,12 @@
-"""helpers.config: the one SEGLAB_BUDGET setting."""
+"""helpers.config: the SEGLAB_BUDGET setting, and every SEGLAB_* variable in one table read by setting()."""
+
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from helpers.config import ENV_VAR, budget, budget_level
+from helpers.config import ENV_VAR, SETTINGS, budget, budget_level, setting, settings_table
 
 
 @pytest.mark.parametrize(
@@ -27,3 +31,53 @@ def test_typo_is_an_error_not_a_silent_ci_budget(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "cii")
     with pytest.raises(ValueError, match=r"SEGLAB_BUDGET='cii' is not a budget level; use one of full, ci"):
         budget(full=1, ci=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# every SEGLAB_* variable: one table, one function
+# ------------------------------------------------------------------------------------------------
+def test_setting_reads_defaults_types_and_names_the_variable(monkeypatch):
+    monkeypatch.delenv("SEGLAB_CELL_TIMEOUT", raising=False)
+    assert setting("SEGLAB_CELL_TIMEOUT", int) == 120
+    monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", " 900 ")
+    assert setting("SEGLAB_CELL_TIMEOUT", int) == 900
+    monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", "")
+    assert setting("SEGLAB_CELL_TIMEOUT", int) == 120, "an empty variable counts as unset"
+    monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", "ten")
+    with pytest.raises(ValueError, match=r"SEGLAB_CELL_TIMEOUT='ten' is not a valid int \(seconds"):
+        setting("SEGLAB_CELL_TIMEOUT", int)
+    monkeypatch.delenv("SEGLAB_DATA", raising=False)
+    assert setting("SEGLAB_DATA") is None
+    with pytest.raises(KeyError, match="SEGLAB_BUDGT is not a course setting; known: SEGLAB_BUDGET"):
+        setting("SEGLAB_BUDGT")
+
+
+def _names_used_in_the_repository() -> dict[str, list[str]]:
+    """Every SEGLAB_* name in the files git tracks (code, notebooks, docs, Makefile), with where it appears."""
+    root = Path(__file__).resolve().parents[2]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+    found: dict[str, list[str]] = {}
+    for name in files.split():
+        if name == "tests/helpers/test_config.py":  # its misspelt names are on purpose
+            continue
+        path = root / name
+        if path.suffix in (".py", ".ipynb", ".md", ".toml", ".cfg") or path.name == "Makefile":
+            text = path.read_text(errors="replace") if path.is_file() else ""
+            for var in set(re.findall(r"\bSEGLAB_[A-Z][A-Z_]*[A-Z]\b", text)):
+                found.setdefault(var, []).append(name)
+    return found
+
+
+def test_every_seglab_variable_in_the_repository_is_in_the_table():
+    used = _names_used_in_the_repository()
+    assert "SEGLAB_BUDGET" in used, "the scan found nothing: it is broken"
+    missing = {name: where[:3] for name, where in used.items() if name not in SETTINGS}
+    assert not missing, f"add these to helpers.config.SETTINGS (with default, meaning, readers): {missing}"
+    unused = set(SETTINGS) - set(used)
+    assert not unused, f"SETTINGS lists variables nothing reads any more: {sorted(unused)}"
+
+
+def test_the_table_prints_every_setting():
+    table = settings_table()
+    assert all(f"| `{name}` |" in table for name in SETTINGS)
+    assert "| `SEGLAB_BUDGET` | `full` |" in table and "| `SEGLAB_DATA` | unset |" in table
