@@ -41,6 +41,21 @@ c.Execute.interrupt_on_timeout = True
 # failing line in the feedback. Hidden tests report what went wrong through their messages (helpers.checks.run_cases).
 c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
 
+# Hidden tests whose first line is `# harness` run in the grader's process, never in the student's kernel
+# (seglabs_grading/harness): HarnessExecute runs each test cell's visible part in the kernel and its hidden part
+# in the harness; HarnessVerdicts then writes each such test cell's outputs from the harness's verdict alone
+# (per-case credit), whatever the kernel printed there. nbgrader's own steps otherwise, in nbgrader's order.
+c.Autograde.autograde_preprocessors = [
+    "seglabs_grading.harness.preprocessors.HarnessExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "seglabs_grading.harness.preprocessors.HarnessVerdicts",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Hidden tests never reach students: strip their source from generated feedback (nbgrader shows it by default).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

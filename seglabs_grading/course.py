@@ -44,6 +44,7 @@ from typing import Any
 
 from helpers.config import data_dir as shared_data_dir
 from seglabs_grading import cells, sandbox
+from seglabs_grading.harness import seed as harness_seed
 
 REFERENCE_STUDENT = "_reference_solution"
 STUDENT_ID = re.compile(r"^\w[\w.@+-]{0,127}$")
@@ -787,6 +788,7 @@ def _grade_locked(
             )
         snapshot = batch_dir / "gradebook-snapshot.db"
         sandbox.snapshot_gradebook(course.db_path, snapshot)
+        harness_seed.copy_secret(course.grading, batch_dir)  # the jobs' hidden tests draw SEED from it
         data = shared_data_dir()
         if sandbox.is_root() and not sandbox.readable_by_others(data):
             data = base / "seglabs-data-cache"  # the sandbox user could not read the usual cache

@@ -1,33 +1,33 @@
-"""Grade one submission at a time with nbgrader's own autograde, in a sandbox that a hostile notebook cannot break.
+"""Grade one submission at a time with nbgrader's own autograde, each kernel confined by bubblewrap.
 
 ``course grade`` (see :mod:`seglabs_grading.course`) drives this module; nothing here is needed by students.
 
 How one submission is graded
 ----------------------------
-1. The parent process builds a **job folder** for the submission: a copy of the course's ``nbgrader_config.py``,
-   the lab's non-notebook source files, a copy of the gradebook and a copy of *this* student's submission only.
-   The job folder is owned by the grading account with mode 0711/0700: the student's code cannot list or open it.
+1. The parent process builds a private **job folder** (0700) for the submission: a copy of the course's
+   ``nbgrader_config.py``, the lab's non-notebook source files, a copy of the gradebook and a copy of *this*
+   student's submission only. Only the trusted worker reads it; no kernel ever sees it.
 2. A long-lived **worker process** (one per parallel slot) runs nbgrader's ``Autograde`` converter on that copy,
-   unchanged except for the execute step (:class:`SandboxExecute`), which starts the kernel through
-   :class:`SandboxKernelManager`:
+   unchanged except for the execute step (:func:`_execute_class`), which starts each kernel through the kernel
+   manager of :func:`_kernel_manager_class`:
 
-   - as an **unprivileged user** when the grader runs as root (one system user per slot, ``seglabs-grader-<slot>``,
-     created with ``useradd`` if missing), so the kernel can read neither the gradebook, nor other students'
-     submissions, nor the hidden tests on disk, and can write nowhere but its own scratch folder and ``/tmp``;
-   - in a scratch **working directory** holding copies of the submission's non-notebook files (never the notebook:
-     after nbgrader's sanitising step it contains the hidden tests);
-   - under **resource limits** set with ``setrlimit`` in ``preexec_fn``: ``RLIMIT_DATA`` (memory; see
-     :class:`Limits` for why not ``RLIMIT_AS``), ``RLIMIT_CPU``, ``RLIMIT_NPROC``, ``RLIMIT_FSIZE``, no core files;
+   - inside **bubblewrap** (:mod:`seglabs_grading.bwrap`): new user, PID, IPC, network and mount namespaces; the
+     Python environment and the course's two packages read-only, a minimal ``/etc``, a private ``/tmp``, and as
+     the only writable folder a scratch folder holding copies of the submission's non-notebook files (never a
+     notebook: after nbgrader's sanitising step it holds the hidden tests). No network, no gradebook, no other
+     submission, no ``solutions/``, no grades: they do not exist in the sandbox;
+   - as an **unprivileged host uid** (one per slot, :class:`SlotLease`) when the grader is root, never root;
+   - in a **cgroup** (:mod:`seglabs_grading.cgroup`) capping the memory of the whole submission (shared
+     memory included) and its processes, where the machine allows one; and under ``setrlimit`` limits
+     (:class:`Limits`) in any case;
    - with a **whitelisted environment** (no credentials, ``PYTHONHASHSEED=0`` and fixed thread counts for
-     determinism) and an **output cap** (a notebook printing 100 MB keeps its first few MB and its errors).
+     determinism) and an **output cap** over every kind of output (:func:`_output_cap_class`).
 3. The worker reads the scores nbgrader wrote into the *copy* of the gradebook and reports them as JSON on a
    private pipe. The parent merges them into the real gradebook: one writer, no concurrent SQLite writers.
-4. A per-notebook **wall-clock limit** is enforced by the parent: past it, the worker, the kernel and every process
-   of the slot's user are killed, the submission is recorded as ``ungraded: timed out`` and a fresh worker takes
-   the next one. One bad notebook never stops the batch.
-
-Run as a normal user, the same pipeline applies every limit but cannot switch users: the kernel then has the
-grader's own file permissions. Grade as root (or in a container) for the filesystem isolation.
+4. A per-notebook **wall-clock limit** is enforced by the parent: past it, the worker and its sandbox are killed
+   (``--die-with-parent``; the PID namespace takes every process of the submission with it), the submission is
+   recorded as ``ungraded: timed out`` and a fresh worker takes the next one. One bad notebook never stops the
+   batch.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import re
 import select
 import shutil
@@ -51,13 +50,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-USER_PREFIX = "seglabs-grader"
+from seglabs_grading import bwrap, cgroup
+from seglabs_grading import status as st
+
 MAX_NOTEBOOK_BYTES = 64 << 20  # a submitted notebook larger than this is not opened
 SOURCE_DIR = "source"  # name of the source folder inside a job's course copy
+UID_BASE = 2_100_000_000  # host uids of the sandbox slots (no account needed): UID_BASE + slot index
+MAX_SLOTS = 64
+PIDS_HEADROOM = 8  # bubblewrap's own processes, counted by the pids cgroup besides the kernel's
 
 # What a kernel may inherit from the grader's environment; everything else (tokens, keys, paths to the
 # course) is dropped.
-_ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "SEGLAB_BUDGET", "CUDA_VISIBLE_DEVICES", "TERM"}
+_ENV_KEEP = {"LANG", "LANGUAGE", "TZ", "SEGLAB_BUDGET", "CUDA_VISIBLE_DEVICES", "TERM"}
 _ENV_KEEP_PREFIXES = ("LC_", "NVIDIA_")
 
 
@@ -68,20 +72,20 @@ _ENV_KEEP_PREFIXES = ("LC_", "NVIDIA_")
 class Limits:
     """Resource limits of one graded notebook.
 
-    ``memory_mb`` sets ``RLIMIT_DATA`` (heap and private writable mappings) of the kernel and of every process it
-    starts, not ``RLIMIT_AS``: ``import torch`` alone reserves about 3.7 GB of address space it never touches
-    (CUDA reserves far more), so an address-space cap low enough to matter would break every notebook, while
-    the data limit measures the memory a submission really allocates. The limits are per process: a
-    submission's total is bounded by ``max_procs * memory_mb``; use a container or cgroup for a hard total.
+    ``memory_mb`` caps the whole submission through its cgroup (every page, shared memory and ``/tmp`` files
+    included; past it the kernel is stopped) and each of its processes through ``RLIMIT_DATA`` (a large private
+    allocation raises ``MemoryError`` instead). Not ``RLIMIT_AS``: ``import torch`` alone reserves about 3.7 GB
+    of address space it never touches. Without a cgroup only the per-process limits hold (see
+    :func:`seglabs_grading.cgroup.describe`).
     """
 
     cell_timeout: int = 120  # seconds per cell (nbgrader interrupts the cell, the rest still runs)
     notebook_timeout: int = 900  # seconds for the whole submission, enforced by killing it
-    memory_mb: int = 4096  # RLIMIT_DATA per process; 0 = no limit
-    max_procs: int = 64  # RLIMIT_NPROC: processes and threads of the grading user
+    memory_mb: int = 4096  # cgroup total and RLIMIT_DATA per process; 0 = no limit
+    max_procs: int = 64  # processes and threads: pids cgroup and RLIMIT_NPROC of the slot's uid
     cpu_s: int = 0  # RLIMIT_CPU per process; 0 = 2 x notebook_timeout
-    file_mb: int = 512  # RLIMIT_FSIZE: largest file the kernel may write
-    output_mb: float = 4.0  # outputs kept per notebook; errors are always kept
+    file_mb: int = 512  # RLIMIT_FSIZE (largest file) and the size of the private /tmp
+    output_mb: float = 4.0  # outputs kept per notebook (every kind); errors are kept, shortened
     threads: int = 1  # OMP/MKL threads of the kernel (fixed, so results do not depend on the machine's load)
 
     def cpu_limit(self) -> int:
@@ -90,7 +94,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Identity:
-    """The unprivileged account a kernel runs as."""
+    """The unprivileged host uid (and gid) a kernel runs as when the grader is root; no account is needed."""
 
     name: str
     uid: int
@@ -101,43 +105,15 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def ensure_user(name: str) -> Identity:
-    """Return the system user ``name``, creating it (no home, no login shell) when it does not exist."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        cmd = [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent"]
-        cmd += ["--shell", "/usr/sbin/nologin", "--user-group", name]
-        try:
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        except OSError as err:
-            raise RuntimeError(
-                f"cannot create the grading user {name!r} ({err}); create it yourself "
-                f"(e.g. `adduser --system --group {name}`) or pass --user-prefix with existing users"
-            ) from err
-        if run.returncode != 0 and "already exists" not in run.stderr:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed: {run.stderr.strip()}") from None
-        entry = pwd.getpwnam(name)
-    if entry.pw_uid == 0:
-        raise RuntimeError(f"grading user {name!r} has uid 0; it must be an unprivileged account")
-    return Identity(name, entry.pw_uid, entry.pw_gid)
-
-
-MAX_SLOTS = 64
-
-
 class SlotLease:
-    """Exclusive use of ``n`` sandbox users, machine-wide, for as long as the lease is open.
+    """Exclusive use of ``n`` sandbox uids, machine-wide, for as long as the lease is open.
 
-    One unprivileged user per parallel slot when running as root (``None``, no switch, otherwise). Separate
-    users keep slots apart: a fork bomb in one slot exhausts only its own ``RLIMIT_NPROC``, one kernel cannot
-    read another's scratch folder, and cleaning up a slot (kill every process of its user) cannot touch the
-    others. The lease (an ``flock`` on a root-only file per user) extends this to several graders running at
-    once on one machine, e.g. two courses, or two test runs: each takes users no one else holds.
+    As root, one unprivileged uid per parallel slot (``None``, the grader's own uid inside a user namespace,
+    otherwise): ``RLIMIT_NPROC`` then counts one slot's processes only. The lease (an ``flock`` on a root-only
+    file per uid) keeps several graders on one machine (two courses, two test runs) on different uids.
     """
 
-    def __init__(self, n: int, prefix: str = USER_PREFIX, lock_dir: Path | None = None):
+    def __init__(self, n: int, lock_dir: Path | None = None):
         import fcntl
         import tempfile
 
@@ -146,7 +122,7 @@ class SlotLease:
         if not is_root():
             self.identities = [None] * n
             return
-        lock_dir = lock_dir or Path(tempfile.gettempdir()) / f"{prefix}-locks"
+        lock_dir = lock_dir or Path(tempfile.gettempdir()) / "seglabs-sandbox-locks"
         lock_dir.mkdir(mode=0o700, exist_ok=True)
         if lock_dir.is_symlink() or lock_dir.stat().st_uid != 0:
             raise RuntimeError(f"{lock_dir} must be a folder owned by root")
@@ -160,16 +136,12 @@ class SlotLease:
             except OSError:
                 handle.close()
                 continue
-            try:
-                self.identities.append(ensure_user(f"{prefix}-{index}"))
-            except BaseException:
-                handle.close()
-                self.close()
-                raise
+            uid = UID_BASE + index
+            self.identities.append(Identity(f"uid {uid}", uid, uid))
             self._handles.append(handle)
         if len(self.identities) < n:
             self.close()
-            raise RuntimeError(f"no free sandbox user: {MAX_SLOTS} are in use by other graders")
+            raise RuntimeError(f"no free sandbox uid: {MAX_SLOTS} are in use by other graders")
 
     def close(self) -> None:
         for handle in self._handles:
@@ -183,80 +155,33 @@ class SlotLease:
         self.close()
 
 
+def _proc_status(pid_dir: Path) -> str | None:
+    try:
+        return (pid_dir / "status").read_text()
+    except OSError:
+        return None
+
+
 def user_tasks(uid: int) -> int:
     """Number of tasks (processes and threads) whose real uid is ``uid``: what ``RLIMIT_NPROC`` counts."""
     total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        uid_line = re.search(r"^Uid:\s+(\d+)", text, re.M)
-        threads = re.search(r"^Threads:\s+(\d+)", text, re.M)
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        text = _proc_status(pid_dir)
+        uid_line = re.search(r"^Uid:\s+(\d+)", text or "", re.M)
+        threads = re.search(r"^Threads:\s+(\d+)", text or "", re.M)
         if uid_line and int(uid_line.group(1)) == uid:
             total += int(threads.group(1)) if threads else 1
     return total
 
 
 def user_pids(uid: int) -> list[int]:
+    """Processes whose real uid is ``uid`` (after grading: none may be left of a slot's uid)."""
     pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            match = re.search(r"^Uid:\s+(\d+)", status.read_text(), re.M)
-        except OSError:
-            continue
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        match = re.search(r"^Uid:\s+(\d+)", _proc_status(pid_dir) or "", re.M)
         if match and int(match.group(1)) == uid:
-            pids.append(int(status.parent.name))
+            pids.append(int(pid_dir.name))
     return pids
-
-
-def kill_user_processes(identity: Identity, attempts: int = 5) -> int:
-    """Kill every process of ``identity``; return how many remain.
-
-    ``kill -9 -1`` run *as* that user signals exactly the processes it owns (Linux never signals the caller),
-    including any that left the kernel's process group with ``setsid``.
-    """
-    kill = shutil.which("kill") or "/bin/kill"
-    for _ in range(attempts):
-        if not user_pids(identity.uid):
-            return 0
-        subprocess.run(
-            [kill, "-9", "-1"],
-            user=identity.uid,
-            group=identity.gid,
-            extra_groups=[],
-            env={},
-            cwd="/",
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        time.sleep(0.05)
-    return len(user_pids(identity.uid))
-
-
-def remove_user_files(
-    identity: Identity, places: Iterable[str] = ("/tmp", "/var/tmp", "/dev/shm")
-) -> list[str]:
-    """Delete what ``identity`` left in the world-writable folders (its scratch folders go with the job)."""
-    removed = []
-    for place in places:
-        try:
-            entries = list(os.scandir(place))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.stat(follow_symlinks=False).st_uid != identity.uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-                removed.append(entry.path)
-            except OSError:
-                continue
-    return removed
 
 
 def kill_process_group(pgid: int) -> None:
@@ -264,154 +189,52 @@ def kill_process_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-# =====================================================================================================
-# A Python the sandbox user can run
-# =====================================================================================================
-def _link_tree(src: Path, dest: Path, skip: frozenset[str] = frozenset()) -> None:
-    """Recreate ``src`` at ``dest`` with hard links (a copy across file systems); folders world-readable."""
-    dest.mkdir(parents=True, exist_ok=True)
-    os.chmod(dest, 0o755)
-    for entry in os.scandir(src):
-        if entry.name in skip:
-            continue
-        target = dest / entry.name
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-        elif entry.is_dir():
-            _link_tree(Path(entry.path), target)
-        elif entry.is_file():
-            try:
-                os.link(entry.path, target)
-            except OSError:
-                shutil.copy2(entry.path, target)
-                os.chmod(target, 0o755 if os.access(entry.path, os.X_OK) else 0o644)
+def check_sandbox() -> None:
+    """Raise :class:`seglabs_grading.bwrap.SandboxUnavailable` unless a kernel can be sandboxed here.
 
-
-def build_shadow_python(cache_root: Path) -> Path:
-    """A copy of this interpreter, its standard library and its site-packages that other users can run.
-
-    Needed when the grader's Python lives under a private folder (e.g. pyenv in ``/root``): the sandbox user
-    could not start the kernel. Hard links make it instant and take no space on the same file system.
-    Layout: ``base/`` (interpreter, ``libpython``, standard library) and ``venv/`` (a virtual environment on
-    ``base`` whose site-packages is this environment's, linked or symlinked when readable by others).
+    Runs a trivial command through the same bubblewrap layers a kernel gets, so a missing ``bwrap``, blocked
+    user namespaces (Docker's default seccomp profile, Ubuntu's AppArmor restriction) or a missing ``setpriv``
+    is reported before grading starts, with what to do.
     """
-    import hashlib
-    import sysconfig
     import tempfile
 
-    exe = Path(sys.executable).resolve()
-    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    key = f"{sys.base_prefix}|{sys.prefix}|{exe}|{exe.stat().st_mtime}|{sys.version}|{purelib}"
-    dest = cache_root / f"seglabs-python-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (dest / ".complete").exists():
-        return dest
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=cache_root))
-    try:
-        os.chmod(tmp, 0o755)
-        base = Path(sys.base_prefix)
-        skip = frozenset({"site-packages", "test", "idlelib", "turtledemo", "tkinter", "ensurepip"})
-        _link_tree(base / "lib" / ver, tmp / "base" / "lib" / ver, skip)
-        for lib in (base / "lib").glob("libpython*"):
-            target = tmp / "base" / "lib" / lib.name
-            if lib.is_symlink():
-                os.symlink(os.readlink(lib), target)
-            else:
-                os.link(lib, target)
-        (tmp / "base" / "bin").mkdir(mode=0o755)
-        os.link(exe, tmp / "base" / "bin" / exe.name)
-        venv_bin = tmp / "venv" / "bin"
-        venv_bin.mkdir(parents=True)
-        os.symlink(f"../../base/bin/{exe.name}", venv_bin / "python")
-        (tmp / "venv" / "pyvenv.cfg").write_text(
-            f"home = {dest / 'base' / 'bin'}\ninclude-system-site-packages = false\n"
-            f"version = {'.'.join(map(str, sys.version_info[:3]))}\n"
-        )
-        site = tmp / "venv" / "lib" / ver / "site-packages"
-        site.parent.mkdir(parents=True)
-        if readable_by_others(purelib):
-            os.symlink(purelib, site)
-        else:
-            _link_tree(purelib, site)
-        for folder in (tmp / "venv", venv_bin, site.parent, tmp / "base", tmp / "base" / "lib"):
-            os.chmod(folder, 0o755)
-        (tmp / ".complete").touch()
+    with tempfile.TemporaryDirectory(prefix="seglabs-check-") as tmp:
+        mounts = _probe_mounts(Path(tmp))
+        uid = UID_BASE + MAX_SLOTS if is_root() else None
+        cmd = bwrap.command(["/bin/true"], mounts, {"PATH": "/usr/bin:/bin"}, uid)
         try:
-            os.rename(tmp, dest)
-        except OSError:  # built by another grader meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+            run = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
+            )
+        except OSError as err:
+            raise bwrap.SandboxUnavailable(f"cannot run bwrap ({err}). {bwrap.INSTALL_HINT}") from err
+        if run.returncode != 0:
+            raise bwrap.SandboxUnavailable(
+                f"bubblewrap cannot create its sandbox here: {run.stderr.strip()[-300:]}\n"
+                "It needs user namespaces: in Docker run the grader with `--security-opt seccomp=unconfined` "
+                "(or a profile allowing clone/unshare), on Ubuntu >= 23.10 allow bwrap in AppArmor "
+                "(README: 'What grading needs')."
+            )
 
 
-def readable_by_others(path: Path) -> bool:
-    """True when a user with no special rights can reach ``path`` and read it."""
-    path = path.resolve()
-    for folder in (path, *path.parents):
-        try:
-            mode = folder.stat().st_mode
-        except OSError:
-            return False
-        if not mode & 0o001 or (folder == path and not mode & 0o004):
-            return False
-    return True
+def _probe_mounts(tmp: Path) -> bwrap.Mounts:
+    scratch, kernel = tmp / "scratch", tmp / "kernel"
+    for folder in (scratch, kernel):
+        folder.mkdir(mode=0o700)
+        if is_root():
+            os.chown(folder, UID_BASE + MAX_SLOTS, UID_BASE + MAX_SLOTS)
+    os.chmod(tmp, 0o711)
+    return bwrap.Mounts(scratch, kernel, bwrap.write_etc(tmp / "etc"))
 
 
-def _try_python(python: str, identity: Identity, extra_env: dict[str, str]) -> str | None:
-    """``None`` when ``identity`` can start ``python`` and import what a kernel needs; else the error."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **extra_env}
-    try:
-        run = subprocess.run(
-            [python, "-c", "import ipykernel, nbformat, helpers"],
-            user=identity.uid,
-            group=identity.gid,
-            extra_groups=[],
-            env=env,
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except OSError as err:
-        return f"{type(err).__name__}: {err}"
-    return None if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
+def _limit_setter(
+    limits: Limits, nproc: int | None, group: cgroup.Cgroup | None = None
+) -> Callable[[], None]:
+    """The ``preexec_fn`` of a kernel's sandbox: join its cgroup, then ``setrlimit`` (plain syscalls only).
 
-
-_RUNTIMES: dict[tuple[int, str], tuple[str, dict[str, str]]] = {}
-
-
-def kernel_runtime(identity: Identity | None, cache_root: Path) -> tuple[str, dict[str, str]]:
-    """The interpreter a sandboxed kernel runs (and extra environment), checked by running it as ``identity``."""
-    if identity is None:
-        return sys.executable, {}
-    key = (identity.uid, str(cache_root))
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = _find_runtime(identity, cache_root)
-    return _RUNTIMES[key]
-
-
-def _find_runtime(identity: Identity, cache_root: Path) -> tuple[str, dict[str, str]]:
-    first = _try_python(sys.executable, identity, {})
-    if first is None:
-        return sys.executable, {}
-    shadow = build_shadow_python(cache_root)
-    python = str(shadow / "venv" / "bin" / "python")
-    extra = {"LD_LIBRARY_PATH": str(shadow / "base" / "lib")}
-    second = _try_python(python, identity, extra)
-    if second is not None:
-        raise RuntimeError(
-            f"the sandbox user {identity.name!r} cannot run this Python ({sys.executable}: {first}), nor a copy "
-            f"of it in {shadow} ({second}). Install the course's environment where other users can read it "
-            "(e.g. a venv made from /usr/bin/python3 under /opt), or make sure the course package is readable."
-        )
-    return python, extra
-
-
-def _limit_setter(limits: Limits, nproc: int | None) -> Callable[[], None]:
-    """The ``preexec_fn`` of a kernel: only ``setrlimit`` calls (safe between fork and exec)."""
+    Runs between ``fork`` and ``exec`` of bubblewrap, so every process of the submission starts inside the
+    cgroup and under the limits (soft = hard: the kernel cannot raise them).
+    """
     import resource
 
     data = limits.memory_mb << 20 if limits.memory_mb else resource.RLIM_INFINITY
@@ -419,6 +242,8 @@ def _limit_setter(limits: Limits, nproc: int | None) -> Callable[[], None]:
     fsize = limits.file_mb << 20 if limits.file_mb else resource.RLIM_INFINITY
 
     def apply() -> None:
+        if group is not None:
+            group.join()
         resource.setrlimit(resource.RLIMIT_DATA, (data, data))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -430,7 +255,7 @@ def _limit_setter(limits: Limits, nproc: int | None) -> Callable[[], None]:
 
 
 # =====================================================================================================
-# Inside a worker: the kernel manager and execute step nbgrader uses
+# Inside a worker: the kernel's sandbox, its kernel manager and the execute step nbgrader uses
 # =====================================================================================================
 _JOB: dict[str, Any] = {}  # the job a worker is grading now (a worker grades one at a time)
 
@@ -457,20 +282,21 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
         os.lchown(path, uid, gid)
 
 
-def kernel_env(scratch: Path, data_dir: str | None, threads: int) -> dict[str, str]:
-    """The kernel's whole environment: a whitelist of the grader's, plus homes and caches inside the sandbox."""
+def kernel_env(data_dir: str | None, threads: int) -> dict[str, str]:
+    """The kernel's whole environment (paths as the sandbox sees them): a whitelist of the grader's, plus homes
+    and caches in the scratch folder and the private ``/tmp``."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     env.update(
-        HOME=str(scratch / ".home"),
-        TMPDIR=str(scratch / ".tmp"),
-        IPYTHONDIR=str(scratch / ".home" / ".ipython"),
-        MPLCONFIGDIR=str(scratch / ".home" / ".mpl"),
-        XDG_CACHE_HOME=str(scratch / ".home" / ".cache"),
-        JUPYTER_RUNTIME_DIR=str(scratch / ".home" / ".runtime"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+        HOME=bwrap.HOME,
+        TMPDIR="/tmp",
+        IPYTHONDIR="/tmp/ipython",
+        MPLCONFIGDIR="/tmp/matplotlib",
+        XDG_CACHE_HOME="/tmp/cache",
+        JUPYTER_RUNTIME_DIR="/tmp/jupyter-runtime",
         PYTHONHASHSEED="0",
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONNOUSERSITE="1",
         PYDEVD_DISABLE_FILE_VALIDATION="1",
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
@@ -480,91 +306,278 @@ def kernel_env(scratch: Path, data_dir: str | None, threads: int) -> dict[str, s
     return env
 
 
-def _sandbox_data_dir(scratch: Path, shared: str | None, trusted: bool) -> str | None:
-    """Where the kernel's ``helpers.data`` caches datasets.
+DATA_LINKS = ".data"  # in the scratch folder: the kernel's dataset folder (SEGLAB_DATA)
 
-    Trusted runs (the instructor's solution) use the shared cache and fill it. A student's kernel gets a folder
-    of its own holding read-only links to every dataset already in the shared cache: existing datasets load
-    instantly, nothing a submission writes reaches another submission.
+
+def _link_datasets(scratch: Path, shared: str | None) -> str:
+    """The kernel's ``SEGLAB_DATA``: a folder of its own with a link to each dataset of the shared cache.
+
+    The shared cache is bound read-only at :data:`seglabs_grading.bwrap.DATA_DIR`: existing datasets load
+    instantly and nothing a submission writes reaches another one; a missing dataset is generated in the
+    kernel's own folder. The reference run's new datasets are published to the cache by the trusted grader
+    (:func:`publish_datasets`), never written there by a kernel.
     """
-    if trusted or not shared:
-        return shared
-    own = scratch / ".data"
+    own = scratch / DATA_LINKS
     own.mkdir(parents=True, exist_ok=True)
-    shared_path = Path(shared)
-    if shared_path.is_dir():
+    shared_path = Path(shared) if shared else None
+    if shared_path is not None and shared_path.is_dir():
         for entry in sorted(shared_path.iterdir()):
             if entry.is_dir() and not entry.name.startswith("."):
-                (own / entry.name).symlink_to(entry.resolve())
-    return str(own)
+                (own / entry.name).symlink_to(f"{bwrap.DATA_DIR}/{entry.name}")
+    return f"{bwrap.HOME}/{DATA_LINKS}"
+
+
+def publish_datasets(job_dir: Path, shared: Path) -> list[str]:
+    """After the reference run: copy the datasets its kernel generated into the shared cache, readable by all.
+
+    The reference notebook is the instructor's own; its kernel still ran sandboxed and wrote only its scratch
+    folder. The trusted grader copies each complete new dataset (one with its ``seglab.json``) into ``shared``
+    under its own uid with world-readable modes, so every later kernel can read it through the read-only bind.
+    """
+    made = job_dir / "scratch" / DATA_LINKS
+    published = []
+    for entry in sorted(made.iterdir()) if made.is_dir() else []:
+        if entry.is_symlink() or not entry.is_dir() or entry.name.startswith("."):
+            continue
+        if (shared / entry.name).exists() or not (entry / "seglab.json").is_file():
+            continue
+        shared.mkdir(parents=True, exist_ok=True)
+        tmp = shared / f".{entry.name}.publish-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(entry, tmp, symlinks=False)
+        _make_readable(tmp)
+        with contextlib.suppress(OSError):  # another grader published it meanwhile: keep theirs
+            os.rename(tmp, shared / entry.name)
+            published.append(entry.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return published
+
+
+def _make_readable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def _prepare_scratch(job_dir: Path, submission_dir: Path, identity: Identity | None) -> tuple[Path, Path]:
+    """A fresh scratch folder (the submission's non-notebook files) and socket folder, owned by the slot's uid."""
+    scratch, sockets = job_dir / "scratch", job_dir / "kernel"
+    for folder in (scratch, sockets):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(mode=0o700)
+    # The student's other files, never a notebook (the sanitised one holds the hidden tests).
+    _copy_regular_files(submission_dir, scratch, skip_suffixes=(".ipynb",))
+    return scratch, sockets
+
+
+def _sandbox_connection_file(host_file: str, sockets: Path) -> str:
+    """A copy of the connection file for the kernel: the same key and ports, sockets at the sandbox's path."""
+    info = json.loads(Path(host_file).read_text())
+    info["ip"] = f"{bwrap.KERNEL_DIR}/{Path(info['ip']).name}"
+    inside = sockets / "connection.json"
+    inside.write_text(json.dumps(info))
+    os.chmod(inside, 0o600)
+    return f"{bwrap.KERNEL_DIR}/connection.json"
+
+
+def _kernel_command(kernel_cmd: list[str], host_file: str, inside_file: str) -> list[str]:
+    """The kernelspec's command with this Python, the sandbox's connection file and the checks imported first."""
+    cmd = [sys.executable, *kernel_cmd[1:]] if kernel_cmd else [sys.executable]
+    cmd = [inside_file if part == host_file else part for part in cmd]
+    if any("ipykernel" in part for part in cmd):
+        # Import the checks before the first cell: the built-ins they capture are then the originals,
+        # whatever the student's code patches later (no name is bound in the notebook's namespace).
+        cmd.append("--IPKernelApp.exec_lines=__import__('helpers.checks')")
+    return cmd
+
+
+def _sandboxed_kernel_pid(outer: int) -> int | None:
+    """The kernel's host pid: the shallowest descendant of bubblewrap running ``ipykernel``."""
+    children: dict[int, list[int]] = {}
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((pid_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(pid_dir.name))
+    level = [outer]
+    for _ in range(8):
+        level = [c for pid in level for c in children.get(pid, [])]
+        for pid in level:
+            with contextlib.suppress(OSError):
+                if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+    return None
+
+
+def _sandbox_launch(manager: Any, kernel_cmd: list[str], kw: dict[str, Any]) -> list[str]:
+    """Everything a kernel's launch needs but the launch itself: folders, cgroup, limits, the bwrap command."""
+    job = _JOB
+    limits = Limits(**job["limits"])
+    identity = Identity(**job["identity"]) if job.get("identity") else None
+    job_dir = Path(job["job_dir"])
+    scratch, sockets = _prepare_scratch(job_dir, Path(kw.get("cwd") or job_dir), identity)
+    data_dir = _link_datasets(scratch, job.get("data_dir"))
+    inside_file = _sandbox_connection_file(manager.connection_file, sockets)
+    cmd = _kernel_command(kernel_cmd, manager.connection_file, inside_file)
+    if identity is not None:
+        for folder in (scratch, sockets):
+            _chown_tree(folder, identity.uid, identity.gid)
+    group, why = (
+        cgroup.create(limits.memory_mb, limits.max_procs + PIDS_HEADROOM) if limits.memory_mb else (None, "")
+    )
+    job.setdefault("cgroups", []).append(group)
+    job["memory_note"] = cgroup.describe(group, why or "--memory-mb 0", limits.memory_mb)
+    if group is not None:
+        with open(job_dir / "cgroups.txt", "a") as fh:  # for the parent, should this worker be killed
+            fh.write("".join(f"{f}\n" for f in group.folders))
+    mounts = bwrap.Mounts(
+        scratch, sockets, bwrap.write_etc(job_dir / "etc"),
+        data=Path(job["data_dir"]) if job.get("data_dir") and Path(job["data_dir"]).is_dir() else None,
+        readonly=bwrap.python_paths(), devices=tuple(job.get("devices") or ()),
+    )  # fmt: skip
+    env = kernel_env(data_dir, limits.threads)
+    nproc = (
+        limits.max_procs
+        if identity
+        else (user_tasks(os.getuid()) + limits.max_procs if limits.max_procs else None)
+    )
+    kw.update(
+        cwd="/", env={"PATH": "/usr/bin:/bin"}, umask=0o077, preexec_fn=_limit_setter(limits, nproc, group)
+    )
+    return bwrap.command(
+        cmd, mounts, env, identity.uid if identity else None, tmp_bytes=(limits.file_mb or 512) << 20
+    )
 
 
 def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class SandboxKernelManager(AsyncKernelManager):
-        """Starts the kernel in the job's scratch folder, as the slot's user, under the job's limits."""
+        """Starts the kernel in bubblewrap (see :func:`_sandbox_launch`), over ZMQ on Unix sockets in the job.
+
+        Interrupts go to the kernel process inside the sandbox (bubblewrap does not forward signals); a kill
+        kills bubblewrap, and the PID namespace takes every process of the submission with it.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            sockets = Path(_JOB["job_dir"]) / "kernel"
+            self.transport = "ipc"
+            self.ip = str(sockets / "k")
+            self.connection_file = str(Path(_JOB["job_dir"]) / "runtime" / "kernel.json")
+            self._inner_pid: int | None = None
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            job = _JOB
-            limits = Limits(**job["limits"])
-            identity = Identity(**job["identity"]) if job.get("identity") else None
-            job_dir = Path(job["job_dir"])
-            scratch = job_dir / "scratch"
-            if scratch.exists():
-                shutil.rmtree(scratch)
-            scratch.mkdir(mode=0o700)
-            # The student's other files, never a notebook (the sanitised one holds the hidden tests).
-            _copy_regular_files(Path(kw.get("cwd") or job_dir), scratch, skip_suffixes=(".ipynb",))
-            for sub in (".home", ".tmp"):
-                (scratch / sub).mkdir(exist_ok=True)
-            data_dir = _sandbox_data_dir(scratch, job.get("data_dir"), bool(job.get("trusted")))
-            kw["env"] = {**kernel_env(scratch, data_dir, limits.threads), **job.get("python_env", {})}
-            python = job.get("python")
-            if python and kernel_cmd and Path(kernel_cmd[0]).resolve() == Path(sys.executable).resolve():
-                kernel_cmd = [python, *kernel_cmd[1:]]
-            if any("ipykernel" in part for part in kernel_cmd):
-                # Import the checks before the first cell: the built-ins they capture are then the originals,
-                # whatever the student's code patches later (no name is bound in the notebook's namespace).
-                kernel_cmd = [*kernel_cmd, "--IPKernelApp.exec_lines=__import__('helpers.checks')"]
-            kw["cwd"] = str(scratch)
+            full = _sandbox_launch(self, kernel_cmd, kw)
+            job_dir = Path(_JOB["job_dir"])
             log = open(job_dir / "kernel.log", "ab")  # noqa: SIM115 - the kernel writes through this fd
             kw["stdout"] = kw["stderr"] = log
-            nproc = None
-            if identity is not None:
-                _chown_tree(scratch, identity.uid, identity.gid)
-                os.chown(self.connection_file, identity.uid, identity.gid)
-                kw.update(user=identity.uid, group=identity.gid, extra_groups=[])
-                nproc = limits.max_procs
-            elif limits.max_procs:
-                # Same user as the grader: the cap counts the grader's own processes too.
-                nproc = user_tasks(os.getuid()) + limits.max_procs
-            kw["preexec_fn"] = _limit_setter(limits, nproc)
-            kw["umask"] = 0o077
             try:
-                await super()._async_launch_kernel(kernel_cmd, **kw)
+                await super()._async_launch_kernel(full, **kw)
             finally:
                 log.close()
             pid = getattr(self.provisioner, "pid", None)
             if pid:
                 (job_dir / "kernel.pid").write_text(str(pid))
 
+        async def interrupt_kernel(self) -> None:
+            outer = getattr(self.provisioner, "pid", None)
+            if self._inner_pid is None and outer:
+                self._inner_pid = _sandboxed_kernel_pid(outer)
+            if self._inner_pid is not None:
+                try:
+                    os.killpg(self._inner_pid, signal.SIGINT)  # the kernel leads its own session
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.kill(self._inner_pid, signal.SIGINT)
+
     return SandboxKernelManager
 
 
+# Messages whose content ends up in the notebook or in the worker's memory: all of them count towards the cap.
+_CAPPED = {
+    "stream",
+    "display_data",
+    "update_display_data",
+    "execute_result",
+    "error",
+    "comm_open",
+    "comm_msg",
+}
+_ERROR_KEEP = 2000  # characters of an error's value and of each of its last traceback lines kept past the cap
+
+
+def _size(value: Any) -> int:
+    """Characters (or bytes) in a message's content, counted through dicts and lists."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_size(k) + _size(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v) for v in value)
+    return 8
+
+
+def _shortened_error(msg: dict[str, Any]) -> dict[str, Any]:
+    """The same error, its value and traceback cut to a few KB: it still fails the cell, with its name."""
+    content = dict(msg["content"])
+    content["evalue"] = str(content.get("evalue", ""))[:_ERROR_KEEP]
+    content["traceback"] = [str(line)[:_ERROR_KEEP] for line in content.get("traceback", [])[-5:]]
+    return {**msg, "content": content}
+
+
+def _output_cap_class(base: type) -> type:
+    """``base`` (an nbclient executor class) with a cap on everything the kernel sends.
+
+    Streams, display data and its updates, execute results, errors and widget messages all count. Past the cap
+    a cell keeps one note per stream (a dropped ``stderr`` still leaves a ``stderr`` output, which nbgrader
+    scores as a failed test, so truncation never turns a failure into a pass) and its errors, shortened.
+    Widget state is never stored in the notebook (``store_widget_state`` off; see also :func:`_execute_class`).
+    """
+
+    class OutputCap(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.store_widget_state = False
+            self._output_bytes = 0
+            self._truncated: set[tuple[int, str]] = set()
+
+        def process_message(self, msg, cell, cell_index):
+            kind = msg.get("msg_type")
+            if kind not in _CAPPED:
+                return super().process_message(msg, cell, cell_index)
+            self._output_bytes += _size(msg.get("content")) + _size(msg.get("buffers") or [])
+            cap = float(_JOB.get("limits", {}).get("output_mb", 4.0)) * (1 << 20)
+            if self._output_bytes <= cap:
+                return super().process_message(msg, cell, cell_index)
+            _JOB.setdefault("events", []).append("output truncated")
+            if kind == "error":
+                return super().process_message(_shortened_error(msg), cell, cell_index)
+            name = msg["content"].get("name", "stdout") if kind == "stream" else "stdout"
+            if (cell_index, name) not in self._truncated:
+                from nbformat.v4 import new_output
+
+                self._truncated.add((cell_index, name))
+                note = f"\n[output truncated by the grader: this notebook sent more than {cap / (1 << 20):g} MB]\n"
+                cell.outputs.append(new_output("stream", name=name, text=note))
+            return None
+
+    return OutputCap
+
+
 def _execute_class():
+    """nbgrader's Execute with the sandboxed kernel manager, the output cap and a record of what happened.
+
+    Extension point: a grading harness replacing Execute subclasses the class returned here, so its kernels
+    stay sandboxed and capped.
+    """
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from nbformat.v4 import new_output
     from nbgrader.preprocessors import Execute
 
-    class SandboxExecute(Execute):
-        """nbgrader's Execute, with the sandboxed kernel manager, an output cap and a record of what happened."""
-
+    class SandboxExecute(_output_cap_class(Execute)):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["kernel_manager_class"] = _kernel_manager_class()
             super().__init__(*args, **kwargs)
-            self._output_bytes = 0
-            self._truncated: set[tuple[int, str]] = set()
 
         def preprocess(self, nb, resources=None, km=None):
             start = time.monotonic()
@@ -578,27 +591,8 @@ def _execute_class():
                 raise
             finally:
                 _JOB["exec_seconds"] = time.monotonic() - start
-
-        def output(self, outs, msg, display_id, cell_index):
-            content = msg.get("content", {})
-            if msg.get("msg_type") == "error":
-                return super().output(
-                    outs, msg, display_id, cell_index
-                )  # errors decide the grade: always kept
-            size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
-            self._output_bytes += size
-            cap = float(_JOB.get("limits", {}).get("output_mb", 4.0)) * (1 << 20)
-            if self._output_bytes <= cap:
-                return super().output(outs, msg, display_id, cell_index)
-            # Keep one marker per cell and stream: a dropped stderr message still leaves a stderr output,
-            # which nbgrader scores as a failed test, so truncation never turns a failure into a pass.
-            name = content.get("name", "stdout") if msg.get("msg_type") == "stream" else "stdout"
-            if (cell_index, name) not in self._truncated:
-                self._truncated.add((cell_index, name))
-                _JOB.setdefault("events", []).append("output truncated")
-                note = f"\n[output truncated by the grader: this notebook printed more than {cap / (1 << 20):g} MB]\n"
-                outs.append(new_output("stream", name=name, text=note))
-            return None
+                # The formgrader's classic template loads the widget-embedding script when this key exists.
+                nb.metadata.pop("widgets", None)
 
     return SandboxExecute
 
@@ -674,71 +668,81 @@ def expected_cells(db_path: Path, lab: str) -> dict[str, dict[str, dict[str, Any
     return out
 
 
-def inspect_submission(path: Path, expected: dict[str, dict[str, Any]]) -> tuple[str | None, list[str]]:
-    """Check a submitted notebook before grading. Returns ``(status or None, details)``.
-
-    ``status`` is ``ungraded: corrupt notebook`` when the file cannot be read as a notebook, or the first
-    tampering found (``tampered: test cell removed``, ``tampered: test cell metadata changed``,
-    ``tampered: duplicate grade_id``, ``tampered: graded answer cell removed``). nbgrader itself restores an
-    emptied or edited test cell's *source* from the gradebook, but records nothing for a deleted cell or one whose
-    metadata was stripped, fails on edited metadata, and keeps only the first of two cells sharing a grade_id.
-    """
+def _read_notebook_cells(path: Path) -> tuple[list[Any] | None, str]:
+    """The cells of a submitted notebook, or ``(None, why it is not a readable notebook)``."""
     import nbformat
 
     try:
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            return "ungraded: corrupt notebook", [f"file is larger than {MAX_NOTEBOOK_BYTES >> 20} MB"]
+            return None, f"file is larger than {MAX_NOTEBOOK_BYTES >> 20} MB"
         nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
         cells = nb["cells"]
         if not isinstance(cells, list):
             raise ValueError("'cells' is not a list")
     except Exception as err:  # noqa: BLE001 - anything that is not a readable notebook
-        return "ungraded: corrupt notebook", [f"{type(err).__name__}: {str(err)[:300]}"]
-    seen: dict[str, list[dict[str, Any]]] = {}
-    for cell in cells:
-        meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell, dict) else None
-        if isinstance(meta, dict) and meta.get("grade_id"):
-            seen.setdefault(str(meta["grade_id"]), []).append(meta)
+        return None, f"{type(err).__name__}: {str(err)[:300]}"
+    return cells, ""
+
+
+def _changed_metadata(meta: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    changed = [
+        k
+        for k, v in (("grade", True), ("solution", want["solution"]), ("locked", want["locked"]))
+        if bool(meta.get(k, False)) != v
+    ]
+    try:
+        if want["points"] is not None and float(meta.get("points", -1)) != want["points"]:
+            changed.append("points")
+    except (TypeError, ValueError):
+        changed.append("points")
+    return changed
+
+
+def _tampering(
+    seen: dict[str, list[dict[str, Any]]], expected: dict[str, dict[str, Any]]
+) -> dict[str, list[str]]:
+    """``{tampering status: details}`` of a notebook whose graded cells' metadata are ``seen``."""
     found: dict[str, list[str]] = {}
     for grade_id, metas in seen.items():
         if len(metas) > 1:
-            found.setdefault("tampered: duplicate grade_id", []).append(
-                f"{grade_id} appears {len(metas)} times"
-            )
+            found.setdefault(st.DUPLICATE_GRADE_ID, []).append(f"{grade_id} appears {len(metas)} times")
     for grade_id, want in expected.items():
         if not want["grade"]:
             continue
         test_cell = not want["solution"]
         if grade_id not in seen:
-            key = "tampered: test cell removed" if test_cell else "tampered: graded answer cell removed"
+            key = st.TEST_CELL_REMOVED if test_cell else st.ANSWER_CELL_REMOVED
             found.setdefault(key, []).append(
                 f"{grade_id} is missing (deleted, or its nbgrader metadata removed)"
             )
             continue
-        meta = seen[grade_id][0]
-        changed = [
-            k
-            for k, v in (("grade", True), ("solution", want["solution"]), ("locked", want["locked"]))
-            if bool(meta.get(k, False)) != v
-        ]
-        try:
-            if want["points"] is not None and float(meta.get("points", -1)) != want["points"]:
-                changed.append("points")
-        except (TypeError, ValueError):
-            changed.append("points")
+        changed = _changed_metadata(seen[grade_id][0], want)
         if changed and test_cell:
-            found.setdefault("tampered: test cell metadata changed", []).append(
-                f"{grade_id}: {', '.join(changed)}"
-            )
-    order = [
-        "tampered: test cell removed",
-        "tampered: test cell metadata changed",
-        "tampered: duplicate grade_id",
-        "tampered: graded answer cell removed",
-    ]
-    for status in order:
+            found.setdefault(st.TEST_CELL_CHANGED, []).append(f"{grade_id}: {', '.join(changed)}")
+    return found
+
+
+def inspect_submission(path: Path, expected: dict[str, dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """Check a submitted notebook before grading. Returns ``(status or None, details)``.
+
+    ``status`` is :data:`~seglabs_grading.status.CORRUPT` when the file cannot be read as a notebook, or the
+    first tampering found (in the order of :data:`seglabs_grading.status.TAMPERING`). nbgrader itself restores
+    an emptied or edited test cell's *source* from the gradebook, but records nothing for a deleted cell or one
+    whose metadata was stripped, fails on edited metadata, and keeps only the first of two cells sharing a
+    grade_id.
+    """
+    cells, why = _read_notebook_cells(path)
+    if cells is None:
+        return st.CORRUPT, [why]
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell, dict) else None
+        if isinstance(meta, dict) and meta.get("grade_id"):
+            seen.setdefault(str(meta["grade_id"]), []).append(meta)
+    found = _tampering(seen, expected)
+    for status in st.TAMPERING:
         if status in found:
-            details = [f"{k.split(': ', 1)[1]}: {d}" for k in order if k in found for d in found[k]]
+            details = [f"{k.split(': ', 1)[1]}: {d}" for k in st.TAMPERING if k in found for d in found[k]]
             return status, details
     return None, []
 
@@ -789,90 +793,117 @@ def _timed_out_cells(autograded: Path) -> list[str]:
 
 def _classify_failure(events: list[str], log: str) -> str:
     if "kernel died" in events or re.search(r"DeadKernelError|Kernel died", log):
-        return "ungraded: kernel died"
+        return st.KERNEL_DIED
     if any("unresponsive" in e for e in events) or "Timeout waiting for IOPub" in log:
-        return "ungraded: timed out"
+        return st.TIMED_OUT
     if re.search(r"NotJSONError|not valid JSON|does not appear to be JSON|NBFormatError", log):
-        return "ungraded: corrupt notebook"
+        return st.CORRUPT
     if "Inconsistent checksums" in log:
-        return "tampered: test cell metadata changed"
-    return "ungraded: grading failed"
+        return st.TEST_CELL_CHANGED
+    return st.FAILED
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Grade one prepared job folder with nbgrader's Autograde; return what happened (never raises)."""
+def _pre_checks(
+    grading: Path, lab: str, student: str
+) -> tuple[str | None, list[str], list[tuple[str, list[str]]]]:
+    """Before running anything: ``(final status or None, its details, tampering found)``."""
+    expected = expected_cells(grading / "gradebook.db", lab)
+    if not expected:
+        return st.FAILED, [f"lab {lab!r} is not in the gradebook"], []
+    tamper: list[tuple[str, list[str]]] = []
+    for notebook, cells in sorted(expected.items()):
+        path = grading / "submitted" / student / lab / f"{notebook}.ipynb"
+        if not path.is_file():
+            continue  # nbgrader scores a missing notebook 0 itself
+        status, details = inspect_submission(path, cells)
+        if status == st.CORRUPT:
+            return status, [f"{notebook}.ipynb: {d}" for d in details], []
+        if status:
+            tamper.append((status, [f"{notebook}.ipynb: {d}" for d in details]))
+    return None, [], tamper
+
+
+def _autograde(job: dict[str, Any]) -> dict[str, Any]:
+    """nbgrader's Autograde on the job's copy; ``{"success", "log", "error"}`` as nbgrader's ``capture_log``."""
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
 
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(Path(job["job_dir"]) / "runtime")
+    config = _autograde_config(job)
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id = job["lab"]
+    coursedir.student_id = job["student"]
+    app = Autograde(coursedir=coursedir, config=config)
+    app.force = True
+    app.create_student = True
+    return capture_log(app)
+
+
+def _memory_events() -> int:
+    return sum(g.oom_kills() for g in _JOB.get("cgroups", []) if g is not None)
+
+
+def _outcome(job: dict[str, Any], result: dict[str, Any], tamper: list[tuple[str, list[str]]]) -> None:
+    """Fill ``result`` from what nbgrader did, what the tampering check found and what the kernel ran into."""
+    outcome = _autograde(job)
+    log = (outcome.get("log") or "") + (outcome.get("error") or "")
+    result["log_tail"] = log[-4000:]
+    events = _JOB.get("events", [])
+    grading = Path(job["job_dir"]) / "grading"
+    autograded = grading / "autograded" / job["student"] / job["lab"]
+    limits = job["limits"]
+    if outcome.get("success") and autograded.is_dir():
+        result["scores"] = _read_scores(grading / "gradebook.db", job["lab"], job["student"])
+        result["status"] = tamper[0][0] if tamper else st.GRADED
+        result["details"] = tamper[0][1] if tamper else []
+        timed_out = _timed_out_cells(autograded)
+        if timed_out:
+            result["notes"].append(f"cell timed out after {limits['cell_timeout']} s: {', '.join(timed_out)}")
+    else:
+        result["status"] = st.first(tamper[0][0] if tamper else None, _classify_failure(events, log))
+        errors = [line for line in log.splitlines() if "ERROR" in line or "Error" in line]
+        result["details"] = (tamper[0][1] if tamper else []) + errors[-3:]
+    if "output truncated" in events:
+        result["notes"].append(f"output truncated at {limits['output_mb']:g} MB")
+    if _memory_events():
+        result["notes"].append(
+            f"stopped at the memory cap ({limits['memory_mb']} MB for the whole submission)"
+        )
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Grade one prepared job folder with nbgrader's Autograde; return what happened (never raises)."""
     _JOB.clear()
-    _JOB.update(job, events=[])
+    _JOB.update(job, events=[], cgroups=[])
     lab, student = job["lab"], job["student"]
-    job_dir = Path(job["job_dir"])
-    grading = job_dir / "grading"
-    db_path = grading / "gradebook.db"
     result: dict[str, Any] = {"lab": lab, "student": student, "status": None, "details": [], "notes": []}
     start = time.monotonic()
     try:
-        expected = expected_cells(db_path, lab)
-        if not expected:
-            result.update(status="ungraded: grading failed", details=[f"lab {lab!r} is not in the gradebook"])
+        final, details, tamper = _pre_checks(Path(job["job_dir"]) / "grading", lab, student)
+        if final:
+            result.update(status=final, details=details)
             return result
-        tamper: list[tuple[str, list[str]]] = []
-        for notebook, cells in sorted(expected.items()):
-            path = grading / "submitted" / student / lab / f"{notebook}.ipynb"
-            if not path.is_file():
-                continue  # nbgrader scores a missing notebook 0 itself
-            status, details = inspect_submission(path, cells)
-            if status == "ungraded: corrupt notebook":
-                result.update(status=status, details=[f"{notebook}.ipynb: {d}" for d in details])
-                return result
-            if status:
-                tamper.append((status, [f"{notebook}.ipynb: {d}" for d in details]))
-        os.environ["JUPYTER_RUNTIME_DIR"] = str(job_dir / "runtime")
-        config = _autograde_config(job)
-        coursedir = CourseDirectory(config=config)
-        coursedir.assignment_id = lab
-        coursedir.student_id = student
-        app = Autograde(coursedir=coursedir, config=config)
-        app.force = True
-        app.create_student = True
-        outcome = capture_log(app)
-        log = (outcome.get("log") or "") + (outcome.get("error") or "")
-        result["log_tail"] = log[-4000:]
-        events = _JOB.get("events", [])
-        autograded = grading / "autograded" / student / lab
-        if outcome.get("success") and autograded.is_dir():
-            result["scores"] = _read_scores(db_path, lab, student)
-            result["status"] = tamper[0][0] if tamper else "graded"
-            result["details"] = tamper[0][1] if tamper else []
-            timed_out = _timed_out_cells(autograded)
-            if timed_out:
-                result["notes"].append(
-                    f"cell timed out after {job['limits']['cell_timeout']} s: {', '.join(timed_out)}"
-                )
-        else:
-            result["status"] = tamper[0][0] if tamper else _classify_failure(events, log)
-            errors = [line for line in log.splitlines() if "ERROR" in line or "Error" in line]
-            result["details"] = (tamper[0][1] if tamper else []) + errors[-3:]
-        if "output truncated" in events:
-            result["notes"].append(f"output truncated at {job['limits']['output_mb']} MB")
+        _outcome(job, result, tamper)
     except Exception:  # noqa: BLE001 - report, never crash the worker
-        result.update(status="ungraded: grading failed", details=[traceback.format_exc()[-2000:]])
+        result.update(status=st.FAILED, details=[traceback.format_exc()[-2000:]])
     finally:
         result["exec_seconds"] = _JOB.get("exec_seconds")
         result["worker_seconds"] = time.monotonic() - start
+        result["memory_note"] = _JOB.get("memory_note")
         _cleanup_kernel(job)
     return result
 
 
 def _cleanup_kernel(job: dict[str, Any]) -> None:
-    """Leave nothing running: every process of the slot's user, or the kernel's process group."""
-    if job.get("identity") and not job.get("trusted"):
-        kill_user_processes(Identity(**job["identity"]))
+    """Leave nothing running: the sandbox (its PID namespace goes with it) and every cgroup of the job."""
     pid_file = Path(job["job_dir"]) / "kernel.pid"
     with contextlib.suppress(OSError, ValueError):
         kill_process_group(int(pid_file.read_text()))
+    for group in _JOB.get("cgroups", []):
+        if group is not None:
+            group.remove()
+    _JOB["cgroups"] = []
 
 
 def worker_main() -> int:
@@ -900,7 +931,7 @@ class Job:
     lab: str
     student: str
     submission: Path
-    trusted: bool = False  # the instructor's own notebook (the reference run): not sandboxed by user
+    trusted: bool = False  # the instructor's own notebook (the reference run): its datasets are published
     job_dir: Path | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -912,10 +943,9 @@ class BatchSetup:
     config_file: Path  # the course's nbgrader_config.py
     source_lab_dir: Path  # solutions/<lab> (only non-notebook files are copied)
     gradebook_snapshot: Path  # a consistent copy of the real gradebook taken before the batch
-    data_dir: str | None  # the shared dataset cache (see _sandbox_data_dir)
+    data_dir: str | None  # the shared dataset cache, bound read-only into every kernel
     limits: Limits
-    python: str | None = None  # interpreter of sandboxed kernels (see kernel_runtime)
-    python_env: dict[str, str] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()  # device nodes bound into the sandbox (GPU grading, see the README)
 
 
 def snapshot_gradebook(db_path: Path, dest: Path) -> None:
@@ -931,15 +961,18 @@ def snapshot_gradebook(db_path: Path, dest: Path) -> None:
 
 
 def prepare_job(batch_dir: Path, setup: BatchSetup, job: Job) -> Path:
-    """Build the job folder: course config, source files, gradebook copy, and this student's files only."""
+    """Build the job folder: course config, source files, gradebook copy, and this student's files only.
+
+    The folder is private to the grader (0700): kernels never see it, they get only their scratch and socket
+    folders, bound into their sandbox.
+    """
     import tempfile
 
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=batch_dir))
-    os.chmod(job_dir, 0o711)  # the kernel may pass through to its scratch folder, never list or read here
+    os.chmod(job_dir, 0o700)
     course, grading = job_dir / "course", job_dir / "grading"
     for d in (course, grading, job_dir / "runtime"):
         d.mkdir(mode=0o700)
-    os.chmod(job_dir / "runtime", 0o711)
     shutil.copyfile(setup.config_file, course / "nbgrader_config.py")
     _copy_regular_files(setup.source_lab_dir, course / SOURCE_DIR / job.lab, skip_suffixes=(".ipynb",))
     (course / SOURCE_DIR / job.lab).mkdir(parents=True, exist_ok=True)
@@ -956,12 +989,11 @@ def _job_message(job: Job, setup: BatchSetup, identity: Identity | None) -> dict
         "lab": job.lab,
         "student": job.student,
         "job_dir": str(job.job_dir),
-        "identity": asdict(identity) if identity and not job.trusted else None,
+        "identity": asdict(identity) if identity else None,
         "trusted": job.trusted,
         "limits": asdict(setup.limits),
         "data_dir": setup.data_dir,
-        "python": setup.python if identity and not job.trusted else None,
-        "python_env": setup.python_env if identity and not job.trusted else {},
+        "devices": list(setup.devices),
     }
 
 
@@ -1033,10 +1065,19 @@ class _Worker:
             self.log.close()
 
 
+def _lost_result(job: Job, died: bool, timeout: int) -> dict[str, Any]:
+    """The result of a job whose worker died or passed the notebook limit (and was killed)."""
+    if died:
+        status, why = st.FAILED, "the grading worker process died"
+    else:
+        status, why = st.TIMED_OUT, f"the notebook did not finish within {timeout} s"
+    return {"lab": job.lab, "student": job.student, "status": status, "details": [why], "notes": []}
+
+
 class WorkerPool:
     """Grade jobs on ``n`` worker slots; results come back to the calling thread, one at a time.
 
-    Each slot has its own worker process and, as root, its own unprivileged user. A job that passes the
+    Each slot has its own worker process and, as root, its own unprivileged uid. A job that passes the
     notebook limit, or whose worker dies, is reported with a status and the slot gets a fresh worker.
     """
 
@@ -1060,21 +1101,35 @@ class WorkerPool:
             died = worker.proc.poll() is not None
             worker.kill()
             worker = None
-            if died:
-                result = {
-                    "status": "ungraded: grading failed",
-                    "details": ["the grading worker process died"],
-                }
-            else:
-                result = {
-                    "status": "ungraded: timed out",
-                    "details": [f"the notebook did not finish within {self.setup.limits.notebook_timeout} s"],
-                }
-            result.update(lab=job.lab, student=job.student, notes=[])
-            _cleanup_after_kill(job, identity)
+            result = _lost_result(job, died, self.setup.limits.notebook_timeout)
+            _cleanup_after_kill(job)
         result["seconds"] = seconds
         result["slot"] = slot
         return worker, result
+
+    def _slot_loop(self, slot: int, todo, done, stop: threading.Event) -> None:
+        worker: _Worker | None = None
+        try:
+            while not stop.is_set():
+                job = todo.get()
+                if job is None:
+                    break
+                try:
+                    worker, result = self._grade(slot, worker, job, stop)
+                except Exception as err:  # noqa: BLE001 - one job's setup failure must not stop the slot
+                    result = {
+                        "lab": job.lab,
+                        "student": job.student,
+                        "status": st.FAILED,
+                        "details": [f"{type(err).__name__}: {err}"],
+                        "notes": [],
+                    }
+                done.put((job, result))
+        except BaseException as err:  # noqa: BLE001
+            done.put(err)
+        finally:
+            if worker is not None:
+                worker.kill() if stop.is_set() else worker.stop()
 
     def run(self, jobs: Iterable[Job], on_result: Callable[[Job, dict[str, Any]], None]) -> None:
         """Grade every job; call ``on_result`` in this thread as each finishes (the single writer)."""
@@ -1089,40 +1144,9 @@ class WorkerPool:
         for _ in self.identities:
             todo.put(None)
         stop = threading.Event()
-
-        def slot_loop(slot: int) -> None:
-            worker: _Worker | None = None
-            try:
-                while not stop.is_set():
-                    job = todo.get()
-                    if job is None:
-                        break
-                    try:
-                        worker, result = self._grade(slot, worker, job, stop)
-                    except Exception as err:  # noqa: BLE001 - one job's setup failure must not stop the slot
-                        result = {
-                            "lab": job.lab,
-                            "student": job.student,
-                            "status": "ungraded: grading failed",
-                            "details": [f"{type(err).__name__}: {err}"],
-                            "notes": [],
-                        }
-                    done.put((job, result))
-            except BaseException as err:  # noqa: BLE001
-                done.put(err)
-            finally:
-                if worker is not None:
-                    if stop.is_set():
-                        worker.kill()
-                    else:
-                        worker.stop()
-                identity = self.identities[slot]
-                if identity is not None:
-                    kill_user_processes(identity)
-                    remove_user_files(identity)
-
         threads = [
-            threading.Thread(target=slot_loop, args=(i,), daemon=True) for i in range(len(self.identities))
+            threading.Thread(target=self._slot_loop, args=(i, todo, done, stop), daemon=True)
+            for i in range(len(self.identities))
         ]
         for t in threads:
             t.start()
@@ -1136,23 +1160,26 @@ class WorkerPool:
                 on_result(job, result)
         finally:
             stop.set()
-            while True:  # drop jobs not started yet so the slots finish
-                try:
+            with contextlib.suppress(queue.Empty):
+                while True:  # drop jobs not started yet so the slots finish
                     todo.get_nowait()
-                except queue.Empty:
-                    break
             for _ in threads:
                 todo.put(None)
             for t in threads:
                 t.join(timeout=self.setup.limits.notebook_timeout + 60)
 
 
-def _cleanup_after_kill(job: Job, identity: Identity | None) -> None:
-    if identity is not None and not job.trusted:
-        kill_user_processes(identity)
-    if job.job_dir is not None:
-        with contextlib.suppress(OSError, ValueError):
-            kill_process_group(int((job.job_dir / "kernel.pid").read_text()))
+def _cleanup_after_kill(job: Job) -> None:
+    """After killing a worker: its sandbox (``--die-with-parent`` already took it) and its cgroups."""
+    if job.job_dir is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        kill_process_group(int((job.job_dir / "kernel.pid").read_text()))
+    with contextlib.suppress(OSError):
+        for line in (job.job_dir / "cgroups.txt").read_text().split():
+            folder = Path(line)
+            if folder.is_dir() and folder.is_relative_to(cgroup.ROOT):
+                cgroup.Cgroup(2 if (cgroup.ROOT / "cgroup.controllers").exists() else 1, [folder]).remove()
 
 
 def main(argv: list[str] | None = None) -> int:

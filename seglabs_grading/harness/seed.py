@@ -38,3 +38,13 @@ def seed_for(secret: bytes, lab: str, student: str) -> int:
     """A 47-bit seed (``SEED + k`` stays a valid ``torch.manual_seed``) from the secret, lab and student."""
     digest = hmac.new(secret, f"{lab}\0{student}".encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:6], "big") >> 1
+
+
+def copy_secret(grading_dir: Path, dest_dir: Path) -> Path:
+    """Copy the course secret (made if missing) into ``dest_dir`` (mode 0600): a grading job's own copy."""
+    course_secret(grading_dir)
+    dest = Path(dest_dir) / SECRET_FILE
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write((Path(grading_dir) / SECRET_FILE).read_text())
+    return dest

@@ -1,0 +1,211 @@
+"""nbgrader integration: hidden tests of the harness form are judged here, and only their verdict is graded.
+
+Configured in the course's ``nbgrader_config.py`` (``Autograde.autograde_preprocessors``), so ``course grade``,
+plain ``nbgrader autograde`` and the formgrader's autograde button grade the same way:
+
+- :class:`HarnessExecute` (in place of nbgrader's ``Execute``) runs every cell in the kernel as nbgrader does,
+  except a test cell whose hidden block starts with ``# harness``: only its *visible* part runs in the kernel;
+  then, while the kernel is still alive, its hidden block runs in this process against that kernel
+  (:mod:`.runner`). Tags and metadata that change how a test cell runs (``skip-execution``,
+  ``raises-exception``, ``init_cell``, ``execution``, ...) are ignored for every test cell.
+- :class:`HarnessVerdicts` (before ``SaveAutoGrades``) writes each such test cell's outputs from the harness's
+  verdict alone: the visible part's output as plain stdout text (no ``error``, no ``stderr``, no
+  ``execute_result`` of the kernel's), one stdout stream listing every case, and one ``execute_result`` holding
+  the score, which nbgrader's ``determine_grade`` reads as the cell's points.
+
+Where the harness cannot run (the kernel cannot import its kernel side, or the pipeline lacks one of these two
+steps), grading that notebook fails with a message naming ``course grade``: never a silent 0.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Float, Unicode
+
+from seglabs_grading.harness.errors import HarnessError
+from seglabs_grading.harness.proxy import Student
+from seglabs_grading.harness.runner import Verdict, run_hidden, split_test_cell
+from seglabs_grading.harness.seed import course_secret, seed_for
+
+STATE = "seglabs_harness"  # key in nbconvert's resources (and the autograded notebook's metadata)
+MAX_VISIBLE_TEXT = 20_000  # characters of the visible part's output kept in a test cell
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+USE_COURSE_GRADE = "grade with `course grade` (see the README), which runs the course's own pipeline"
+
+
+class HarnessUnavailable(HarnessError):
+    """This notebook's hidden tests cannot be judged here; grading it must fail loudly."""
+
+
+def is_test_cell(cell: Any) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def harness_cells(nb: Any) -> list[Any]:
+    """Test cells whose hidden block is of the harness form."""
+    return [c for c in nb.cells if is_test_cell(c) and split_test_cell(c.source) is not None]
+
+
+def plain_text(outputs: list[Any]) -> str:
+    """What the kernel showed, as plain text: streams, ``ename: evalue`` of errors, text/plain of results."""
+    parts = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            parts.append(str(out.get("text", "")))
+        elif kind == "error":
+            parts.append(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}\n")
+        elif kind in ("display_data", "execute_result"):
+            text = out.get("data", {}).get("text/plain", "")
+            parts.append(("".join(text) if isinstance(text, list) else str(text)) + "\n")
+    text = ANSI.sub("", "".join(parts))
+    return (
+        text
+        if len(text) <= MAX_VISIBLE_TEXT
+        else text[:MAX_VISIBLE_TEXT] + "\n[... output cut by the grader]\n"
+    )
+
+
+def write_verdict(cell: Any, record: dict[str, Any]) -> None:
+    """Set a harness test cell's outputs from the harness's record alone (see the module docstring)."""
+    verdict = Verdict.from_dict(record["verdict"])
+    outputs = []
+    if record.get("visible"):
+        outputs.append(new_output("stream", name="stdout", text=record["visible"]))
+    outputs.append(new_output("stream", name="stdout", text="\n".join(verdict.lines()) + "\n"))
+    outputs.append(
+        new_output("execute_result", data={"text/plain": f"{verdict.score:g}"}, execution_count=None)
+    )
+    cell.outputs = outputs
+
+
+def _sync(call: Any) -> Any:
+    """Run a kernel manager method whether it is sync or async (nbgrader uses an async manager)."""
+    result = call()
+    if inspect.isawaitable(result):
+        from jupyter_core.utils import run_sync
+
+        async def wait() -> Any:
+            return await result
+
+        return run_sync(wait)()
+    return result
+
+
+class HarnessExecute(Execute):
+    """nbgrader's ``Execute``, with harness-form hidden tests judged in the grader's process (module docstring)."""
+
+    secret_file = Unicode(
+        "", help="the course secret SEED is made from (default: next to the gradebook)"
+    ).tag(config=True)
+    call_time_limit = Float(60.0, help="seconds one call of a hidden test may run in the kernel").tag(
+        config=True
+    )
+
+    def preprocess(self, nb, resources=None, km=None):
+        resources = resources if resources is not None else {}
+        info = resources.get("nbgrader", {})
+        self._harness_needed = bool(harness_cells(nb))
+        self._transport = None
+        self._records: dict[str, Any] = {}
+        self._seed = seed_for(
+            self._secret(info), str(info.get("assignment", "")), str(info.get("student", ""))
+        )
+        try:
+            nb, resources = super().preprocess(nb, resources, km)
+        finally:
+            if self._transport is not None:
+                self._transport.close()
+        resources[STATE] = {"records": self._records, "seed": self._seed}
+        return nb, resources
+
+    def _secret(self, info: dict[str, Any]) -> bytes:
+        if not self._harness_needed:
+            return b""
+        if self.secret_file:
+            return course_secret(Path(self.secret_file).parent)
+        db_url = str(info.get("db_url", ""))
+        grading = Path(db_url.removeprefix("sqlite:///")).parent if db_url.startswith("sqlite:///") else None
+        return course_secret(grading)
+
+    def _connect(self) -> None:
+        from seglabs_grading.harness.transport import JupyterTransport
+
+        try:
+            self._transport = JupyterTransport.connect(
+                self.km.get_connection_info(),
+                interrupt=lambda: _sync(self.km.interrupt_kernel),
+                is_alive=lambda: bool(_sync(self.km.is_alive)),
+            )
+            Student(self._transport).has("__seglabs_probe__")
+        except Exception as err:  # noqa: BLE001
+            raise HarnessUnavailable(
+                f"the grading harness cannot talk to this kernel ({type(err).__name__}: {err}); the kernel must "
+                f"import seglabs_grading.harness.kernel_side: {USE_COURSE_GRADE}"
+            ) from err
+
+    def preprocess_cell(self, cell, resources, index):
+        if self._harness_needed and self._transport is None:
+            self._connect()  # before the first cell: the student's code has not run yet
+        if not is_test_cell(cell):
+            return super().preprocess_cell(cell, resources, index)
+        saved = cell.metadata
+        cell.metadata = type(saved)(nbgrader=saved.get("nbgrader", {}))  # tags and run options ignored
+        try:
+            split = split_test_cell(cell.source)
+            if split is None:  # a legacy block: runs in the kernel, as before
+                return super().preprocess_cell(cell, resources, index)
+            source, cell.source = cell.source, split[0]
+            try:
+                super().preprocess_cell(cell, resources, index)
+            finally:
+                cell.source = source
+            self._judge(cell, split[1])
+            return cell, resources
+        finally:
+            cell.metadata = saved
+
+    def _judge(self, cell: Any, block: str) -> None:
+        meta = cell.metadata["nbgrader"]
+        grade_id = str(meta["grade_id"])
+        student = Student(self._transport, time_limit_s=self.call_time_limit)
+        verdict = run_hidden(block, student, seed=self._seed, points=float(meta["points"]), grade_id=grade_id)
+        record = {"verdict": verdict.to_dict(), "visible": plain_text(cell.get("outputs", []))}
+        self._records[grade_id] = record
+        write_verdict(cell, record)
+
+
+class HarnessVerdicts(NbGraderPreprocessor):
+    """Before ``SaveAutoGrades``: every harness test cell's outputs come from the harness's verdict alone."""
+
+    def preprocess(self, nb, resources):
+        cells = harness_cells(nb)
+        state = resources.get(STATE)
+        if cells and state is None:
+            raise HarnessUnavailable(
+                "this notebook has hidden tests of the harness form but the autograde pipeline did not run "
+                "seglabs_grading.harness.preprocessors.HarnessExecute (configure it in nbgrader_config.py): "
+                + USE_COURSE_GRADE
+            )
+        records = state["records"] if state else {}
+        for cell in cells:
+            grade_id = str(cell.metadata["nbgrader"]["grade_id"])
+            record = records.get(grade_id) or {
+                "verdict": Verdict(
+                    grade_id, float(cell.metadata["nbgrader"]["points"]), error="not run"
+                ).to_dict()
+            }
+            write_verdict(cell, record)
+        if cells:
+            nb.metadata[STATE] = {
+                "seed": state["seed"],
+                "scores": {g: r["verdict"]["score"] for g, r in records.items()},
+            }
+        return nb, resources
