@@ -13,14 +13,17 @@ import os
 import secrets
 from pathlib import Path
 
+from helpers.config import setting
+
 SECRET_FILE = "harness-secret"
 ENV = "SEGLAB_HARNESS_SECRET"
 
 
 def course_secret(grading_dir: Path | None, create: bool = True) -> bytes:
     """The course's secret: ``$SEGLAB_HARNESS_SECRET``, else ``<grading_dir>/harness-secret`` (made if missing)."""
-    if os.environ.get(ENV):
-        return os.environ[ENV].encode()
+    from_env = setting(ENV)
+    if from_env:
+        return from_env.encode()
     if grading_dir is None:
         raise ValueError(f"no course secret: set {ENV} or give the grading folder")
     path = Path(grading_dir) / SECRET_FILE

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers.config import setting
 from seglabs_grading.cells import HIDDEN_BLOCK, SOLUTION_BLOCK, nbgrader_meta, read
 from seglabs_grading.harness.proxy import Student
 from seglabs_grading.harness.runner import Verdict, hidden_block, is_harness_block, run_hidden
@@ -68,9 +69,9 @@ def try_notebook(
     """Run the notebook and its harness-form hidden blocks; print as it goes; return the verdicts."""
     nb = read(path)
     lab = path.stem
-    secret = os.environ.get(ENV, "seglabs-try").encode()
+    secret = (setting(ENV) or "seglabs-try").encode()
     seed = seed_for(secret, lab, student_id)
-    km, kc = start_kernel(path.parent, os.environ.get("SEGLAB_BUDGET", "ci"))
+    km, kc = start_kernel(path.parent, setting("SEGLAB_BUDGET") if os.environ.get("SEGLAB_BUDGET") else "ci")
     transport = JupyterTransport.connect(km.get_connection_info(), km.interrupt_kernel, km.is_alive)
     verdicts: list[Verdict] = []
     try:
