@@ -21,52 +21,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers import datasets, labels, render, scenes, transforms
 from helpers.config import data_dir
-from helpers.datasets import OxfordPetSegmentation, SegmentationFolder
-from helpers.labels import (
-    BACKGROUND,
-    CAT,
-    CLASSES,
-    GRASS,
-    IGNORE_COLOR,
-    IGNORE_INDEX,
-    NUM_CLASSES,
-    PALETTE,
-    PET_CLASSES,
-    SKY,
-    TREE,
-    VOC_CLASSES,
-    voc_colormap,
-)
-from helpers.render import GENERATOR_VERSION, Scene, render_scene
-from helpers.scenes import META_FILE, ensure_scenes, make_scenes
-from helpers.transforms import make_eval_transforms, make_train_transforms
+
+# The facade: every public name of the five modules, so that notebooks keep importing from helpers.data.
+from helpers.datasets import *  # noqa: F403
+from helpers.labels import *  # noqa: F403
+from helpers.render import *  # noqa: F403
+from helpers.scenes import *  # noqa: F403
+from helpers.transforms import *  # noqa: F403
 
 __all__ = [
-    "CLASSES",
-    "NUM_CLASSES",
-    "IGNORE_INDEX",
-    "IGNORE_COLOR",
-    "PALETTE",
-    "VOC_CLASSES",
-    "PET_CLASSES",
-    "BACKGROUND",
-    "SKY",
-    "GRASS",
-    "TREE",
-    "CAT",
-    "GENERATOR_VERSION",
-    "META_FILE",
-    "Scene",
-    "render_scene",
-    "make_scenes",
+    *labels.__all__,
+    *render.__all__,
+    *scenes.__all__,
+    *datasets.__all__,
+    *transforms.__all__,
     "data_dir",
-    "ensure_scenes",
-    "voc_colormap",
-    "SegmentationFolder",
-    "OxfordPetSegmentation",
-    "make_train_transforms",
-    "make_eval_transforms",
     "main",
 ]
 
@@ -81,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "make-scenes",
         help="render procedural outdoor scenes in the PASCAL VOC layout",
         description="Render procedural outdoor scenes (classes: "
-        + ", ".join(CLASSES)
+        + ", ".join(labels.CLASSES)
         + ") in the PASCAL VOC layout.",
     )
     make.add_argument(
@@ -95,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "make-scenes":
         try:
-            root = make_scenes(
+            root = scenes.make_scenes(
                 args.root, args.n_train, args.n_val, args.size, args.seed, progress=not args.quiet
             )
         except ValueError as err:

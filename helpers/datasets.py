@@ -80,6 +80,19 @@ def _load_mask(path: Path) -> np.ndarray:
         return np.array(im).astype(np.int64)
 
 
+def _read_pair(image_path: Path, mask_path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image and its index mask (``what``: "mask", "trimap") as arrays, checked to be the same size."""
+    with Image.open(image_path) as im:
+        image = np.array(im.convert("RGB"))
+    mask = _load_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"{mask_path}: {what} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {image_path} is "
+            f"{image.shape[1]}x{image.shape[0]}; every {what} must match its image's size"
+        )
+    return image, mask
+
+
 class SegmentationFolder(torch.utils.data.Dataset):
     """A segmentation dataset in the PASCAL VOC layout: the embedded scenes or a real VOC 2012 tree.
 
@@ -132,15 +145,8 @@ class SegmentationFolder(torch.utils.data.Dataset):
         """The raw sample as numpy arrays (uint8 H x W x 3 image, int64 H x W mask), validated."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        image_path, mask_path = self.images[index], self.masks[index]
-        with Image.open(image_path) as im:
-            image = np.array(im.convert("RGB"))
-        mask = _load_mask(mask_path)
-        if mask.shape != image.shape[:2]:
-            raise ValueError(
-                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {image_path} is "
-                f"{image.shape[1]}x{image.shape[0]}; every mask must match its image's size"
-            )
+        mask_path = self.masks[index]
+        image, mask = _read_pair(self.images[index], mask_path, "mask")
         bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX) | (mask < 0)
         if bad.any():
             values = sorted(set(np.unique(mask[bad]).tolist()))[:10]
@@ -233,14 +239,7 @@ class OxfordPetSegmentation(torch.utils.data.Dataset):
         for p in (image_path, trimap_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} is listed in the {self.split} split but does not exist")
-        with Image.open(image_path) as im:
-            image = np.array(im.convert("RGB"))
-        trimap = _load_mask(trimap_path)
-        if trimap.shape != image.shape[:2]:
-            raise ValueError(
-                f"{trimap_path}: trimap is {trimap.shape[1]}x{trimap.shape[0]} (WxH) but image {image_path} is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
+        image, trimap = _read_pair(image_path, trimap_path, "trimap")
         bad = (trimap < 1) | (trimap > 3)
         if bad.any():
             raise ValueError(

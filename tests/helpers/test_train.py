@@ -120,29 +120,12 @@ def test_resume_from_epoch_boundary_equals_uninterrupted_run(root, tmp_path, cap
     seed_everything(123)  # a different seed: everything must come from the checkpoint
     model = tiny_net()
     train_loader, val_loader = make_loaders(root, batch_size=4)
-    h = fit(
-        model,
-        train_loader,
-        val_loader,
-        epochs=2,
-        checkpoint=tmp_path / "r.pt",
-        resume=True,
-        progress=False,
-        live_plot=False,
-    )
+    quiet = {"progress": False, "live_plot": False}
+    h = fit(model, train_loader, val_loader, epochs=2, checkpoint=tmp_path / "r.pt", resume=True, **quiet)
     assert "resumed from" in capsys.readouterr().out
     assert same_weights(whole, model) and h["step"] == [4, 8]
     # resuming a finished run trains no further
-    again = fit(
-        model,
-        train_loader,
-        val_loader,
-        epochs=2,
-        checkpoint=tmp_path / "r.pt",
-        resume=True,
-        progress=False,
-        live_plot=False,
-    )
+    again = fit(model, train_loader, val_loader, epochs=2, checkpoint=tmp_path / "r.pt", resume=True, **quiet)
     assert again["step"] == [4, 8] and same_weights(whole, model)
 
 
