@@ -1,0 +1,199 @@
+"""The command line that starts one graded kernel inside bubblewrap (Debian's ``bubblewrap`` package).
+
+What the kernel sees (everything else of the host does not exist for it):
+
+- read-only: ``/usr`` (and the ``/bin``, ``/lib`` links or folders), this Python's prefix and virtual
+  environment, the installed ``helpers`` and ``seglabs_grading`` package folders (never the checkout around them:
+  no ``solutions/``, ``grading/``, ``.git``), the shared dataset cache at :data:`DATA_DIR`, and a minimal
+  ``/etc`` (a ``passwd``/``group`` naming only the sandbox user, the dynamic loader's cache, fonts);
+- read-write: its scratch folder at :data:`HOME` (the submission's non-notebook files, never a notebook: after
+  nbgrader's sanitising step it would hold the hidden tests) and a private ``/tmp`` (a size-capped ``tmpfs``);
+- its connection: the Jupyter sockets (ZMQ over Unix sockets, ``transport="ipc"``) in :data:`KERNEL_DIR`;
+- new user, PID, IPC, network, UTS and mount namespaces: no network at all, no other process, SysV IPC and
+  POSIX shared memory that die with it, ``--die-with-parent`` so that nothing survives the grader.
+
+The kernel never runs as root. Run by root, bubblewrap would map the sandbox's user to root outside, so the
+command has two layers: an outer bubblewrap, run by root, builds the mount namespace (root can reach a
+Python under a private folder such as ``/root/.pyenv``, or a checkout in a 0700 folder, without changing any
+permission) and the PID namespace; ``setpriv`` then drops to an unprivileged uid with no capabilities and
+``no_new_privs``; an inner bubblewrap, run by that uid, adds the user namespace. Run by a normal user, one
+bubblewrap does it all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOME = "/home/student"  # the scratch folder, the kernel's working directory and $HOME
+KERNEL_DIR = "/run/kernel"  # connection file and sockets
+DATA_DIR = "/opt/seglabs-data"  # the shared dataset cache, read-only
+SANDBOX_UID = 1000  # the kernel's uid and gid as it sees them (the host uid is unprivileged)
+INSTALL_HINT = (
+    "grading runs each kernel in bubblewrap: install it (Debian/Ubuntu: `sudo apt-get install bubblewrap`, "
+    "Fedora: `sudo dnf install bubblewrap`; `make install-bwrap` does it as root). It needs Linux with user "
+    "namespaces (README: 'What grading needs')."
+)
+_ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "fonts", "localtime")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create its namespaces here; the message says what to do."""
+
+
+def find_bwrap() -> str:
+    path = shutil.which("bwrap") or ("/usr/bin/bwrap" if Path("/usr/bin/bwrap").exists() else None)
+    if path is None:
+        raise SandboxUnavailable(f"bwrap not found. {INSTALL_HINT}")
+    return path
+
+
+def find_setpriv() -> str:
+    path = shutil.which("setpriv") or ("/usr/bin/setpriv" if Path("/usr/bin/setpriv").exists() else None)
+    if path is None:
+        raise SandboxUnavailable(
+            "setpriv (util-linux) not found: root needs it to start kernels unprivileged"
+        )
+    return path
+
+
+@dataclass
+class Mounts:
+    """Host folders a kernel's sandbox is made of (see the module docstring)."""
+
+    scratch: Path
+    kernel: Path
+    etc: Path  # a folder holding the sandbox's passwd and group
+    data: Path | None = None
+    readonly: list[Path] = field(default_factory=list)
+    devices: Sequence[str] = ()  # device nodes to bind, e.g. /dev/nvidia0 for lab 04 on a GPU
+
+
+def python_paths() -> list[Path]:
+    """What the kernel's Python needs: its prefixes and the course's two packages (not the checkout)."""
+    import helpers
+    import seglabs_grading
+
+    exe_prefix = Path(sys.executable).resolve().parent.parent
+    found = [Path(sys.prefix), Path(sys.base_prefix), exe_prefix]
+    for package in (helpers, seglabs_grading):
+        found.append(Path(package.__file__).resolve().parent)
+    return _outermost(p.resolve() for p in found)
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """Drop paths inside another path of the list (binding the outer one covers them)."""
+    unique = sorted(set(paths), key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in unique:
+        if not any(path == k or k in path.parents for k in kept):
+            kept.append(path)
+    return kept
+
+
+def write_etc(folder: Path) -> Path:
+    """A minimal ``/etc``: the sandbox user and group only (no host accounts, no ``shadow``)."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    (folder / "passwd").write_text(
+        f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+        f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:{HOME}:/usr/sbin/nologin\n"
+    )
+    (folder / "group").write_text(f"root:x:0:\nstudent:x:{SANDBOX_UID}:\n")
+    (folder / "hostname").write_text("sandbox\n")
+    for name in ("passwd", "group", "hostname"):
+        (folder / name).chmod(0o644)
+    return folder
+
+
+def _parents(dest: str, made: set[str]) -> list[str]:
+    """``--dir`` for each missing parent of ``dest``, world-traversable (bubblewrap as root makes them 0700)."""
+    out: list[str] = []
+    parts = Path(dest).parts[1:-1]
+    for i in range(len(parts)):
+        parent = "/" + "/".join(parts[: i + 1])
+        if parent not in made:
+            made.add(parent)
+            out += ["--perms", "0755", "--dir", parent]
+    return out
+
+
+def _system_binds(made: set[str]) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    made.add("/usr")
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/" + name)
+        if host.is_symlink():
+            args += ["--symlink", str(host.readlink()), f"/{name}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{name}"]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    made.add("/etc")
+    for name in _ETC_FROM_HOST:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def binds(mounts: Mounts) -> list[str]:
+    """Every mount of the sandbox, in order (parents first; ``/tmp`` and the binds under it last)."""
+    made: set[str] = set()
+    args = _system_binds(made)
+    for name in ("passwd", "group", "hostname"):
+        args += ["--ro-bind", str(mounts.etc / name), f"/etc/{name}"]
+    for path in mounts.readonly:
+        args += _parents(str(path), made) + ["--ro-bind", str(path), str(path)]
+        made.add(str(path))
+    if mounts.data is not None:
+        args += _parents(DATA_DIR, made) + ["--ro-bind", str(mounts.data), DATA_DIR]
+    args += _parents(HOME, made) + ["--bind", str(mounts.scratch), HOME]
+    args += _parents(KERNEL_DIR, made) + ["--bind", str(mounts.kernel), KERNEL_DIR]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for device in mounts.devices:
+        args += ["--dev-bind-try", device, device]
+    return args
+
+
+def _environment(env: dict[str, str]) -> list[str]:
+    out = ["--clearenv"]
+    for key, value in sorted(env.items()):
+        out += ["--setenv", key, value]
+    return out
+
+
+def command(
+    kernel_cmd: Sequence[str],
+    mounts: Mounts,
+    env: dict[str, str],
+    host_uid: int | None,
+    tmp_bytes: int = 512 << 20,
+) -> list[str]:
+    """The full command line: ``kernel_cmd`` run in the sandbox.
+
+    ``host_uid``: when the grader is root, the unprivileged host uid (and gid) the kernel runs as (two layers,
+    see the module docstring); ``None`` when the grader is a normal user (one layer, the grader's own uid).
+    """
+    bwrap = find_bwrap()
+    ids = ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    tmp = ["--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    inner_tail = [*ids, "--chdir", HOME, *_environment(env), "--", *kernel_cmd]
+    if host_uid is None:
+        return [
+            bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+            *binds(mounts), *tmp, *inner_tail,
+        ]  # fmt: skip
+    outer = [
+        bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", *binds(mounts), "--perms", "0755", "--dir", "/tmp",
+        "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+    ]  # fmt: skip
+    drop = [
+        find_setpriv(), f"--reuid={host_uid}", f"--regid={host_uid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+    ]  # fmt: skip
+    inner = [
+        bwrap, "--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--die-with-parent",
+        "--new-session", "--dev-bind", "/", "/", *tmp, *inner_tail,
+    ]  # fmt: skip
+    return outer + drop + inner
