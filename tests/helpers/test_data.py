@@ -235,7 +235,9 @@ def test_ensure_scenes_caches_and_regenerates(monkeypatch, tmp_path):
     meta["generator_version"] = -1  # as if made by an older generator
     (root / scene_cache.META_FILE).write_text(json.dumps(meta))
     assert ensure_scenes(n_train=3, n_val=2, size=24, progress=False) == root and len(calls) == 2
-    assert json.loads((root / scene_cache.META_FILE).read_text())["generator_version"] == data.GENERATOR_VERSION
+    assert (
+        json.loads((root / scene_cache.META_FILE).read_text())["generator_version"] == data.GENERATOR_VERSION
+    )
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
 
 

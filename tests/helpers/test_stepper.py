@@ -101,3 +101,40 @@ def test_bad_arguments_are_named_in_the_error(kwargs, message):
     with pytest.raises((ValueError, TypeError)) as info:
         transposed_conv_stepper(**args)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "shape, k, stride, padding, output_padding, dilation",
+    [((2, 2), 3, 2, 1, 1, 1), ((3, 2), 3, 3, 2, 2, 1), ((2, 3), 2, 1, 0, 0, 2)],
+)
+def test_every_step_shows_the_running_sum_of_the_positions_painted(
+    shape, k, stride, padding, output_padding, dilation
+):
+    """Step s: the canvas is the transposed convolution (no padding) of x with every position after s set to
+    0, with room for the crop frame; the scaled kernel has NaN in its dilation gaps."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    w = torch.randn(k, k, generator=g, dtype=torch.float64)
+    stepper = transposed_conv_stepper(x, w, stride, padding, output_padding, dilation=dilation)
+    out = F.conv_transpose2d(
+        x[None, None],
+        w[None, None],
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+    )[0, 0]
+    for step in range(x.numel()):
+        stepper.slider.value = step
+        painted = (torch.arange(x.numel()) <= step).reshape(shape).double()
+        full = F.conv_transpose2d((x * painted)[None, None], w[None, None], stride=stride, dilation=dilation)[
+            0, 0
+        ]
+        canvas = _panel(stepper, 2)
+        assert canvas.shape[0] >= padding + out.shape[0] and canvas.shape[1] >= padding + out.shape[1]
+        np.testing.assert_allclose(canvas[: full.shape[0], : full.shape[1]], full.numpy(), atol=1e-12)
+        assert not canvas[full.shape[0] :].any() and not canvas[:, full.shape[1] :].any()
+        kernel = _panel(stepper, 1)
+        value = x.flatten()[step].item()
+        np.testing.assert_allclose(kernel[::dilation, ::dilation], value * w.numpy(), atol=1e-12)
+        assert np.isnan(kernel).sum() == kernel.size - w.numel()

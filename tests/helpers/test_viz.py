@@ -196,3 +196,14 @@ def test_viz_reexports_the_stepper():
     from helpers.stepper import transposed_conv_stepper
 
     assert viz.transposed_conv_stepper is transposed_conv_stepper
+
+
+def test_viz_does_not_pull_in_the_scene_renderer():
+    """Plots need the class names and colours (helpers.labels), not the generator behind the datasets."""
+    import subprocess
+    import sys
+
+    code = "import sys, helpers.viz; print(sorted(m for m in sys.modules if m.startswith('helpers.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "helpers.labels" in loaded, loaded
+    assert "helpers.render" not in loaded and "helpers.scenes" not in loaded, loaded
