@@ -56,6 +56,11 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
+# The formgrader and the feedback pages show students' outputs and markdown on the Jupyter server's origin:
+# sanitise them (nbconvert's own option; the formgrader builds its exporter from this config), so a submission's
+# <script> or event handler never runs in the instructor's browser. `course grade` also drops metadata.widgets.
+c.HTMLExporter.sanitize_html = True
+
 # Hidden tests never reach students: strip their source from generated feedback (nbgrader shows it by default).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

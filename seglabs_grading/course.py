@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import data_dir as shared_data_dir
-from seglabs_grading import cells, sandbox
+from seglabs_grading import bwrap, cells, sandbox
+from seglabs_grading import status as st
 from seglabs_grading.harness import seed as harness_seed
 
 REFERENCE_STUDENT = "_reference_solution"
 STUDENT_ID = re.compile(r"^\w[\w.@+-]{0,127}$")
 MAX_COLLECT_BYTES = 64 << 20
-STATUS_GRADED = "graded"
 
 
 class CourseError(RuntimeError):
@@ -506,35 +506,11 @@ class GradeReport:
     seconds: float
     reference: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
-    leftover_processes: list[str] = field(default_factory=list)  # sandbox users still running something
+    leftover_processes: list[str] = field(default_factory=list)  # sandbox uids still running something
+    memory_note: str = ""  # how memory was capped (a cgroup, or only per process: see seglabs_grading.cgroup)
 
     def counts(self) -> Counter:
         return Counter(r["status"] for r in self.results)
-
-
-
-
-def protect(course: Course) -> list[str]:
-    """As root: make what a submission must never read private (submissions, gradebook, sources, .git)."""
-    if not sandbox.is_root():
-        return []
-    changed = []
-    candidates = [
-        (course.submitted, 0o700),
-        (course.autograded, 0o700),
-        (course.feedback, 0o700),
-        (course.source, 0o700),
-        (course.root / ".git", 0o700),
-        (course.grading / "replaced", 0o700),
-    ]
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        candidates.append((Path(f"{course.db_path}{suffix}"), 0o600))
-    candidates.append((course.status_path, 0o600))
-    for path, mode in candidates:
-        if path.exists() and path.stat().st_mode & 0o077:
-            os.chmod(path, mode)
-            changed.append(str(path))
-    return changed
 
 
 def _writer_lock(course: Course):
@@ -554,9 +530,7 @@ def _writer_lock(course: Course):
 
 
 def _is_up_to_date(entry: dict[str, Any] | None, fingerprint: str | None) -> bool:
-    return (
-        bool(entry) and entry.get("fingerprint") == fingerprint and not entry["status"].startswith("ungraded")
-    )
+    return bool(entry) and entry.get("fingerprint") == fingerprint and not st.is_ungraded(entry["status"])
 
 
 def _clear_auto_scores(gb, lab: str, student: str, timestamp: str | None) -> None:
@@ -622,14 +596,14 @@ def record_result(
 ) -> dict[str, Any]:
     """The single writer: gradebook, autograded copy and status sidecar for one finished job."""
     lab, student = job.lab, job.student
-    status = result.get("status") or "ungraded: grading failed"
+    status = result.get("status") or st.FAILED
     scores = result.get("scores")
     timestamp_file = job.submission / "timestamp.txt"
     timestamp = timestamp_file.read_text().strip() if timestamp_file.is_file() else None
     autograded_real = course.autograded / student / lab
     try:
         if scores:
-            merge_result(gb, lab, student, scores, flag=status != STATUS_GRADED)
+            merge_result(gb, lab, student, scores, flag=status != st.GRADED)
             assert job.job_dir is not None
             _replace_tree(job.job_dir / "grading" / "autograded" / student / lab, autograded_real)
         else:
@@ -639,7 +613,7 @@ def record_result(
             shutil.rmtree(course.feedback / student / lab, ignore_errors=True)
     except Exception as err:  # noqa: BLE001 - the attempt is recorded as failed, never as a stale success
         gb.db.rollback()
-        status, scores = "ungraded: grading failed", None
+        status, scores = st.FAILED, None
         result.setdefault("details", []).append(f"could not record the grades: {type(err).__name__}: {err}")
     auto, max_auto = _auto_total(scores)
     entry = {
@@ -685,7 +659,7 @@ def _auto_total(scores: dict[str, Any] | None) -> tuple[float | None, float | No
 
 def _reference_ok(result: dict[str, Any]) -> tuple[bool, str]:
     scores = result.get("scores")
-    if result.get("status") != STATUS_GRADED or not scores:
+    if result.get("status") != st.GRADED or not scores:
         detail = "; ".join(result.get("details", [])[-3:])
         return False, f"status {result.get('status')}: {detail}\n{result.get('log_tail', '')[-2000:]}"
     short = [
@@ -714,42 +688,49 @@ def grade(
     reference: bool = True,
     workdir: Path | None = None,
     keep_workdir: bool = False,
-    user_prefix: str = sandbox.USER_PREFIX,
     progress: bool = True,
+    devices: Sequence[str] = (),
 ) -> GradeReport:
     """Autograde every submission of ``lab`` (or ``students``) in sandboxes; merge results one by one.
 
     Up-to-date submissions (graded before, unchanged since) are skipped unless ``force``. With ``reference``,
     the lab's own solution is graded first in the same sandbox and must score full marks: a broken grading
-    environment stops here instead of giving a whole class zeros.
+    environment stops here instead of giving a whole class zeros. ``devices``: device nodes bound into every
+    sandbox (``--gpu``: the NVIDIA ones, for lab 04).
     """
     limits = limits or sandbox.Limits(cell_timeout=course.cell_timeout)
     if lab not in course.gradebook_labs():
         raise CourseError(f"{lab} is not in the gradebook {course.db_path}: run `course release {lab}` first")
+    try:
+        sandbox.check_sandbox()
+    except bwrap.SandboxUnavailable as err:
+        raise CourseError(f"cannot grade without the sandbox: {err}") from err
     lock = _writer_lock(course)
     try:
-        return _grade_locked(
-            course,
-            lab,
-            students,
-            workers,
-            limits,
-            force,
-            reference,
-            workdir,
-            keep_workdir,
-            user_prefix,
-            progress,
+        options = _GradeOptions(
+            students, workers, limits, force, reference, keep_workdir, progress, tuple(devices)
         )
+        return _grade_locked(course, lab, options, workdir)
     finally:
         lock.close()
 
 
-def _grade_locked(
-    course, lab, students, workers, limits, force, reference, workdir, keep_workdir, user_prefix, progress
-) -> GradeReport:
-    from nbgrader.api import Gradebook
+@dataclass(frozen=True)
+class _GradeOptions:
+    students: Sequence[str] | None
+    workers: int
+    limits: sandbox.Limits
+    force: bool
+    reference: bool
+    keep_workdir: bool
+    progress: bool
+    devices: tuple[str, ...]
 
+
+def _select_jobs(
+    course: Course, lab: str, students: Sequence[str] | None, force: bool, store: StatusStore
+) -> tuple[list[sandbox.Job], list[str]]:
+    """The submissions to grade now, and those skipped (up to date, or not a valid student id)."""
     lab_dirs = (
         sorted(p for p in course.submitted.glob(f"*/{lab}") if p.is_dir())
         if course.submitted.is_dir()
@@ -760,89 +741,113 @@ def _grade_locked(
     missing = [s for s in wanted if s not in available]
     if missing:
         raise CourseError(f"no submission of {lab} for: {', '.join(missing)} (looked in {course.submitted})")
-    store = StatusStore(course.status_path)
     jobs, skipped = [], []
     for student in wanted:
         if not STUDENT_ID.match(student) or student == REFERENCE_STUDENT:
             skipped.append(f"{student} (not a valid student id)")
-            continue
-        if not force and _is_up_to_date(store.get(lab, student), submission_fingerprint(available[student])):
+        elif not force and _is_up_to_date(
+            store.get(lab, student), submission_fingerprint(available[student])
+        ):
             skipped.append(student)
-            continue
-        jobs.append(sandbox.Job(lab, student, available[student]))
+        else:
+            jobs.append(sandbox.Job(lab, student, available[student]))
+    return jobs, skipped
+
+
+def _batch_setup(course: Course, lab: str, batch_dir: Path, options: _GradeOptions) -> sandbox.BatchSetup:
+    snapshot = batch_dir / "gradebook-snapshot.db"
+    sandbox.snapshot_gradebook(course.db_path, snapshot)
+    harness_seed.copy_secret(course.grading, batch_dir)  # the jobs' hidden tests draw SEED from it
+    data = shared_data_dir()
+    with contextlib.suppress(OSError):
+        data.mkdir(parents=True, exist_ok=True)
+    sandbox.share_datasets(data)
+    return sandbox.BatchSetup(
+        course.config_file, course.source / lab, snapshot, str(data), options.limits, options.devices
+    )
+
+
+def _reference_run(lab: str, setup: sandbox.BatchSetup, batch_dir: Path, identities: list) -> dict[str, Any]:
+    """Grade the lab's own solution in the same sandbox; it must score full marks. Publish its datasets."""
+    ref_job = sandbox.Job(lab, REFERENCE_STUDENT, setup.source_lab_dir, trusted=True)
+    sandbox.WorkerPool(setup, batch_dir, identities[:1]).run([ref_job], lambda job, result: None)
+    ok, why = _reference_ok(ref_job.result)
+    if not ok:
+        raise CourseError(
+            f"the solution of {lab} does not score full marks in the grading sandbox, so no submission "
+            f"was graded (check helpers are installed, the limits, and SEGLAB_BUDGET):\n{why}"
+        )
+    if ref_job.job_dir is not None and setup.data_dir:
+        sandbox.publish_datasets(ref_job.job_dir, Path(setup.data_dir))
+    return ref_job.result
+
+
+def _grade_all(course: Course, store: StatusStore, pool: sandbox.WorkerPool, jobs, options) -> list[dict]:
+    """Run the pool; record each result as it arrives (the single writer); drop each finished job folder."""
+    from nbgrader.api import Gradebook
+
+    results: list[dict[str, Any]] = []
+    bar = None
+    if options.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"grading {jobs[0].lab}", unit="nb", file=sys.stderr)
+    with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
+
+        def on_result(job: sandbox.Job, result: dict[str, Any]) -> None:
+            entry = record_result(course, store, gb, job, result)
+            results.append({"student": job.student, **entry, "slot": result.get("slot")})
+            results[-1]["memory_note"] = result.get("memory_note")
+            if job.job_dir is not None and not options.keep_workdir:
+                shutil.rmtree(job.job_dir, ignore_errors=True)
+            if bar is not None:
+                bar.set_postfix_str(f"{job.student}: {entry['status']}", refresh=False)
+                bar.update()
+
+        pool.run(jobs, on_result)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def _grade_locked(course: Course, lab: str, options: _GradeOptions, workdir: Path | None) -> GradeReport:
+    store = StatusStore(course.status_path)
+    jobs, skipped = _select_jobs(course, lab, options.students, options.force, store)
     if not jobs:
         return GradeReport(lab, [], 0.0, None, skipped)
     base = Path(workdir or tempfile.gettempdir())
-    batch_dir = Path(tempfile.mkdtemp(prefix=f"seglabs-grade-{lab}-", dir=base))
-    os.chmod(batch_dir, 0o711)
+    batch_dir = Path(tempfile.mkdtemp(prefix=f"seglabs-grade-{lab}-", dir=base))  # 0700: the grader's only
     start = time.monotonic()
-    results: list[dict[str, Any]] = []
-    ref_result = None
-    lease = None
-    leftover: list[str] = []
+    lease, ref_result, results, leftover = None, None, [], []
     try:
-        changed = protect(course)
-        if changed:
-            print(
-                "made private for grading (the sandbox user must not read them):\n  " + "\n  ".join(changed)
-            )
-        snapshot = batch_dir / "gradebook-snapshot.db"
-        sandbox.snapshot_gradebook(course.db_path, snapshot)
-        harness_seed.copy_secret(course.grading, batch_dir)  # the jobs' hidden tests draw SEED from it
-        data = shared_data_dir()
-        if sandbox.is_root() and not sandbox.readable_by_others(data):
-            data = base / "seglabs-data-cache"  # the sandbox user could not read the usual cache
-            data.mkdir(mode=0o755, exist_ok=True)
-        setup = sandbox.BatchSetup(course.config_file, course.source / lab, snapshot, str(data), limits)
-        workers = max(1, min(workers, max(1, len(jobs))))
+        setup = _batch_setup(course, lab, batch_dir, options)
         try:
-            lease = sandbox.SlotLease(workers, user_prefix)
-            identities = lease.identities
-            setup.python, setup.python_env = sandbox.kernel_runtime(identities[0], base)
+            lease = sandbox.SlotLease(max(1, min(options.workers, len(jobs))))
         except RuntimeError as err:
             raise CourseError(str(err)) from err
-        pool = sandbox.WorkerPool(setup, batch_dir, identities)
-        if reference and jobs:
-            ref_job = sandbox.Job(lab, REFERENCE_STUDENT, course.source / lab, trusted=True)
-            ref_pool = sandbox.WorkerPool(setup, batch_dir, identities[:1])
-            ref_pool.run([ref_job], lambda job, result: None)
-            ref_result = ref_job.result
-            ok, why = _reference_ok(ref_result)
-            if not ok:
-                raise CourseError(
-                    f"the solution of {lab} does not score full marks in the grading sandbox, so no submission "
-                    f"was graded (check helpers are installed, the limits, and SEGLAB_BUDGET):\n{why}"
-                )
-        bar = None
-        if progress and jobs:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(jobs), desc=f"grading {lab}", unit="nb", file=sys.stderr)
-        with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
-
-            def on_result(job: sandbox.Job, result: dict[str, Any]) -> None:
-                entry = record_result(course, store, gb, job, result)
-                results.append({"student": job.student, **entry, "slot": result.get("slot")})
-                if bar is not None:
-                    bar.set_postfix_str(f"{job.student}: {entry['status']}", refresh=False)
-                    bar.update()
-
-            pool.run(jobs, on_result)
-        if bar is not None:
-            bar.close()
-        # The slots killed everything their users ran; check it while the users are still ours.
+        if options.reference:
+            ref_result = _reference_run(lab, setup, batch_dir, lease.identities)
+        results = _grade_all(
+            course, store, sandbox.WorkerPool(setup, batch_dir, lease.identities), jobs, options
+        )
+        # Nothing of a submission outlives it; check while the uids are still ours.
         leftover = [
-            f"{i.name}: {len(sandbox.user_pids(i.uid))}" for i in identities if i and sandbox.user_pids(i.uid)
+            f"{i.name}: {len(sandbox.user_pids(i.uid))}"
+            for i in lease.identities
+            if i and sandbox.user_pids(i.uid)
         ]
     finally:
         if lease is not None:
             lease.close()
-        if keep_workdir:
+        if options.keep_workdir:
             print(f"job folders kept in {batch_dir}")
         else:
             shutil.rmtree(batch_dir, ignore_errors=True)
     results.sort(key=lambda r: r["student"])
-    return GradeReport(lab, results, time.monotonic() - start, ref_result, skipped, leftover)
+    notes = [r.get("memory_note") for r in [ref_result or {}, *results] if r.get("memory_note")]
+    return GradeReport(
+        lab, results, time.monotonic() - start, ref_result, skipped, leftover, notes[0] if notes else ""
+    )
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:
@@ -868,6 +873,12 @@ def grade_summary(report: GradeReport) -> str:
         + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
         + (f"; {len(report.skipped)} up to date, skipped (--force to re-grade)" if report.skipped else "")
     )
+    if report.memory_note:
+        out.append(report.memory_note)
+    if report.leftover_processes:
+        out.append(
+            "WARNING: processes of sandbox uids outlived grading: " + ", ".join(report.leftover_processes)
+        )
     return "\n".join(out)
 
 
@@ -879,8 +890,20 @@ def hidden_test_lines(notebook: Path) -> list[str]:
     return cells.hidden_test_lines(cells.read(notebook))
 
 
+@dataclass
+class FeedbackReport:
+    pages: list[Path]  # feedback pages kept (and released with --exchange)
+    withheld: list[str]  # "page: why" for each page deleted because it showed hidden-test source
+
+
 def feedback(course: Course, lab: str, exchange: bool = False) -> list[Path]:
-    """nbgrader generate_feedback for every autograded submission, then check no hidden test leaked."""
+    """nbgrader generate_feedback for every autograded submission; the pages kept (see :func:`feedback_report`)."""
+    return feedback_report(course, lab, exchange).pages
+
+
+def feedback_report(course: Course, lab: str, exchange: bool = False) -> FeedbackReport:
+    """nbgrader generate_feedback, then a leak guard per page: a page showing hidden-test source is deleted and
+    reported (withheld); every other student keeps theirs, and ``exchange`` releases those."""
     run = nbgrader_cmd(course, ["generate_feedback", lab, "--force"], timeout=3600)
     pages = sorted(course.feedback.glob(f"*/{lab}/*.html"))
     if run.returncode != 0 and not pages:
@@ -888,20 +911,20 @@ def feedback(course: Course, lab: str, exchange: bool = False) -> list[Path]:
     hidden = []
     for source in sorted((course.source / lab).glob("*.ipynb")):
         hidden += hidden_test_lines(source)
+    kept, withheld = [], []
     for page in pages:
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(errors="replace")))
         leaked = [line for line in hidden if line in text]
         if leaked:
             page.unlink()
-            raise CourseError(
-                f"{page} showed hidden-test source (e.g. {leaked[0]!r}) and was deleted: configure "
-                "GenerateFeedback.preprocessors with nbgrader.preprocessors.ClearHiddenTests (see nbgrader_config.py)"
-            )
-    if exchange:
+            withheld.append(f"{page} (showed hidden-test source, e.g. {leaked[0][:60]!r})")
+        else:
+            kept.append(page)
+    if exchange and kept:
         run = nbgrader_cmd(course, ["release_feedback", lab], timeout=600)
         if run.returncode != 0:
             raise CourseError(f"nbgrader release_feedback {lab} failed:\n{run.stdout}{run.stderr}")
-    return pages
+    return FeedbackReport(kept, withheld)
 
 
 # =====================================================================================================
@@ -928,16 +951,13 @@ def _row_status(
     has_file = folder.is_dir() and any(folder.glob("*.ipynb"))
     if entry is None:
         if has_file:
-            return "ungraded: not graded yet", "run `course grade`"
+            return st.NOT_GRADED_YET, "run `course grade`"
         if has_sub_row:
-            return (
-                "unverified: graded by nbgrader directly",
-                "not graded with `course grade`; no status recorded",
-            )
-        return "no submission", ""
+            return st.UNVERIFIED, "not graded with `course grade`; no status recorded"
+        return st.NO_SUBMISSION, ""
     reason = "; ".join(entry.get("details", []) + entry.get("notes", []))
     if has_file and entry.get("fingerprint") != submission_fingerprint(folder):
-        return "ungraded: submission changed since grading", "re-run `course grade`"
+        return st.CHANGED, "re-run `course grade`"
     return entry["status"], reason
 
 
@@ -968,7 +988,7 @@ def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
                     sub = None
                 status, reason = _row_status(course, store, lab, student, sub is not None)
                 entry = store.get(lab, student) or {}
-                counts = status == STATUS_GRADED or status.startswith("unverified")
+                counts = st.counts(status)
                 has_scores = sub is not None and (
                     counts or (entry.get("auto_score") is not None and "changed" not in status)
                 )
@@ -1052,9 +1072,9 @@ def accept(course: Course, lab: str, student: str) -> dict[str, Any]:
     entry = store.get(lab, student)
     if entry is None:
         raise CourseError(f"{student} has no graded attempt of {lab}")
-    if entry["status"] == STATUS_GRADED:
+    if entry["status"] == st.GRADED:
         return entry
-    if not entry["status"].startswith("tampered") or entry.get("auto_score") is None:
+    if not st.is_tampered(entry["status"]) or entry.get("auto_score") is None:
         raise CourseError(
             f"{student}/{lab} is '{entry['status']}': nbgrader produced no scores to accept; fix the file and "
             "re-grade, or grade it by hand in the formgrader"
@@ -1068,7 +1088,7 @@ def accept(course: Course, lab: str, student: str) -> dict[str, Any]:
                     grade.needs_manual_grade = False
         gb.db.commit()
     entry["details"] = [f"accepted by the instructor after: {entry['status']}"] + entry.get("details", [])
-    entry["status"] = STATUS_GRADED
+    entry["status"] = st.GRADED
     entry["attempt"] = entry.get("attempt", 1) - 1  # put() counts attempts; accepting is not one
     store.put(lab, student, entry)
     return entry
@@ -1233,8 +1253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(grade_summary(report))
         elif args.command == "feedback":
-            pages = feedback(course, args.lab, exchange=args.exchange)
-            print(f"{len(pages)} feedback pages in {course.feedback} (hidden tests checked absent)")
+            report = feedback_report(course, args.lab, exchange=args.exchange)
+            print(f"{len(report.pages)} feedback pages in {course.feedback} (hidden tests checked absent)")
+            if report.withheld:
+                print(
+                    f"warning: {len(report.withheld)} feedback pages withheld (deleted, not released): they showed "
+                    "hidden-test source; read those submissions:\n  " + "\n  ".join(report.withheld),
+                    file=sys.stderr,
+                )
         elif args.command == "export":
             grades, by_exercise = export(course, args.out)
             print(f"wrote {grades} and {by_exercise}")

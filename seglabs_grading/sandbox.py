@@ -353,6 +353,24 @@ def publish_datasets(job_dir: Path, shared: Path) -> list[str]:
     return published
 
 
+def share_datasets(shared: Path) -> None:
+    """Make the shared cache readable by every kernel: a dataset left private (e.g. made by a kernel of an older
+    grader under umask 077) would otherwise be generated again by every submission."""
+    if not shared.is_dir() or shared.stat().st_uid != os.getuid():
+        return
+    os.chmod(shared, shared.stat().st_mode | 0o755)
+    for entry in shared.iterdir():
+        with contextlib.suppress(OSError):
+            info = entry.stat(follow_symlinks=False)
+            if (
+                entry.is_dir()
+                and not entry.is_symlink()
+                and info.st_uid == os.getuid()
+                and info.st_mode & 0o005 != 0o005
+            ):
+                _make_readable(entry)
+
+
 def _make_readable(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         if not path.is_symlink():
@@ -565,16 +583,13 @@ def _output_cap_class(base: type) -> type:
     return OutputCap
 
 
-def _execute_class():
-    """nbgrader's Execute with the sandboxed kernel manager, the output cap and a record of what happened.
-
-    Extension point: a grading harness replacing Execute subclasses the class returned here, so its kernels
-    stay sandboxed and capped.
-    """
+def _execute_class(base: type | None = None):
+    """``base`` (nbgrader's Execute, or the Execute subclass the course configures, e.g. the grading harness's)
+    with the sandboxed kernel manager, the output cap and a record of what happened."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from nbgrader.preprocessors import Execute
 
-    class SandboxExecute(_output_cap_class(Execute)):
+    class SandboxExecute(_output_cap_class(base or Execute)):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["kernel_manager_class"] = _kernel_manager_class()
             super().__init__(*args, **kwargs)
@@ -594,13 +609,27 @@ def _execute_class():
                 # The formgrader's classic template loads the widget-embedding script when this key exists.
                 nb.metadata.pop("widgets", None)
 
+    SandboxExecute.__name__ = f"Sandboxed{(base or Execute).__name__}"
     return SandboxExecute
+
+
+def _sandboxed_steps(steps: list[Any]) -> list[Any]:
+    """The autograde pipeline with its execute step (nbgrader's Execute or any subclass) sandboxed."""
+    from nbgrader.preprocessors import Execute
+    from traitlets.utils.importstring import import_item
+
+    out = []
+    for step in steps:
+        cls = import_item(step) if isinstance(step, str) else step
+        out.append(_execute_class(cls) if isinstance(cls, type) and issubclass(cls, Execute) else step)
+    if out == list(steps):
+        raise RuntimeError("the autograde pipeline has no Execute step to sandbox")
+    return out
 
 
 def _autograde_config(job: dict[str, Any]):
     """The course's own nbgrader configuration, pointed at the job's copy, with the sandboxed execute step."""
     from nbgrader.converters import Autograde
-    from nbgrader.preprocessors import Execute
     from traitlets.config import Config, PyFileConfigLoader
 
     job_dir = Path(job["job_dir"])
@@ -615,23 +644,17 @@ def _autograde_config(job: dict[str, Any]):
     over.CourseDirectory.feedback_directory = str(grading / "feedback")
     over.CourseDirectory.db_url = f"sqlite:///{grading / 'gradebook.db'}"
     over.Exchange.root = str(grading / "exchange")
+    if (job_dir.parent / "harness-secret").is_file():  # the batch's copy of the course secret (harness SEED)
+        over.HarnessExecute.secret_file = str(job_dir.parent / "harness-secret")
     timeout = int(job["limits"]["cell_timeout"])
     over.Execute.timeout = timeout
     over.ExecutePreprocessor.timeout = timeout
     over.Execute.interrupt_on_timeout = True
-    sandbox_execute = _execute_class()
     steps = (
         config.Autograde.get("autograde_preprocessors")
         or Autograde.class_traits()["autograde_preprocessors"].default()
     )
-
-    def is_execute(step: Any) -> bool:
-        return step is Execute or step in (
-            "nbgrader.preprocessors.Execute",
-            "nbgrader.preprocessors.execute.Execute",
-        )
-
-    over.Autograde.autograde_preprocessors = [sandbox_execute if is_execute(s) else s for s in steps]
+    over.Autograde.autograde_preprocessors = _sandboxed_steps(list(steps))
     config.merge(over)
     return config
 
