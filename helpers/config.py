@@ -184,6 +184,11 @@ def budget(full: T, ci: T) -> T:
     return ci if budget_level() == "ci" else full
 
 
+META_FILE = "seglab.json"
+"""The file that marks a generated dataset in :func:`data_dir` and records its parameters (written by
+:func:`helpers.scenes.make_scenes`). Here, torch-free, so the grading sandbox can recognise datasets cheaply."""
+
+
 def data_dir() -> Path:
     """Folder where generated datasets are cached: ``$SEGLAB_DATA`` if set, else the checkout's ``data/`` when it
     is writable (editable install), else ``~/.cache/seglabs``. Lives here, free of torch, so the ``course`` command

@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from helpers.config import data_dir
+from helpers.config import META_FILE, data_dir
 from helpers.labels import CLASSES, png_palette
 from helpers.render import GENERATOR_VERSION, render_scene
 
 __all__ = ["META_FILE", "make_scenes", "ensure_scenes", "read_meta", "is_generated"]
-
-META_FILE = "seglab.json"
-"""The file that marks a generated dataset and records its parameters (one home for the name)."""
 
 
 def _scene_seed(seed: int, split: str, index: int) -> int:
