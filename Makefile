@@ -17,7 +17,7 @@ export MPLBACKEND ?= Agg
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab kernel labs test test-full test-fast test-ui lint format bench release-ids clean
+.PHONY: help install lab kernel labs test test-full test-fast test-ui lint format bench gpu-check release-ids clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,10 @@ test-full: install ## every test with the students' real training budgets (slow)
 	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests $(PYTEST_ARGS)
 	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
+
+# No install step: the lent GPU machine has torch but no venv, Jupyter or nbgrader (see benchmarks/gpu_check.py).
+gpu-check: ## on a GPU: lab 04's graded run with AMP, images/s, transposed conv (CPU dry run without CUDA)
+	$(or $(wildcard $(PY)),$(PYTHON)) -m benchmarks.gpu_check $(ARGS)
 
 bench: install ## run the benchmarks (prints ratios against their references)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) -m benchmarks.$$(basename $$b .py) || exit 1; done
