@@ -198,12 +198,36 @@ def test_viz_reexports_the_stepper():
     assert viz.transposed_conv_stepper is transposed_conv_stepper
 
 
+def _helpers_imported_by(module: str) -> set[str]:
+    """The helpers modules ``module`` imports at load time, transitively (read from the source, not run)."""
+    import ast
+    import importlib.util
+
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        tree = ast.parse(open(spec.origin).read())
+        for node in tree.body:  # module level only: imports inside functions load later, if ever
+            if isinstance(node, ast.ImportFrom) and node.module == "helpers":  # from helpers import data
+                todo += [f"helpers.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers."):
+                todo.append(node.module)
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("helpers")]
+        if spec.submodule_search_locations is None and "." in name:  # a package's __init__ runs first
+            parent = name.rsplit(".", 1)[0]
+            if parent != "helpers":
+                todo.append(parent)
+    return seen
+
+
 def test_viz_does_not_pull_in_the_scene_renderer():
     """Plots need the class names and colours (helpers.labels), not the generator behind the datasets."""
-    import subprocess
-    import sys
-
-    code = "import sys, helpers.viz; print(sorted(m for m in sys.modules if m.startswith('helpers.')))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "helpers.labels" in loaded, loaded
-    assert "helpers.render" not in loaded and "helpers.scenes" not in loaded, loaded
+    loaded = _helpers_imported_by("helpers.viz")
+    assert {"helpers.labels", "helpers.widgets", "helpers.widgets.stepper"} <= loaded, loaded
+    assert "helpers.render" not in loaded and "helpers.scenes" not in loaded, sorted(loaded)
+    assert "helpers.render" in _helpers_imported_by("helpers.data"), "the scan misses imports"
