@@ -108,8 +108,8 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "SEGLAB_TEST_ALL_STUBS",
             None,
-            "1: the grading test grades every answer's stub, not one wrong answer per lab (make test-full)",
-            "tests/labs/test_grading.py",
+            "1: the grading tests grade every answer's stub, not one wrong answer per lab (make test-full)",
+            "tests/labs/test_grading.py, tests/grading/test_sandbox.py, tests/grading/test_forging.py",
         ),
         Setting(
             "SEGLAB_UI_SOLUTIONS",
