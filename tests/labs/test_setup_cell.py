@@ -197,6 +197,8 @@ def _configured_source() -> str:
 
 @pytest.mark.parametrize("lab", lab_names())
 def test_every_released_setup_cell_carries_the_configured_source(lab):
+    if not release_path(lab).exists():
+        pytest.fail(f"labs/{lab} is missing: run `make labs`")
     cell = read(release_path(lab)).cells[1]
     assert cell.source == stamp(SETUP_CELL, _configured_source()).strip("\n"), (
         f"labs/{lab}: the setup cell is not the standard one with nbgrader_config.py's install source: run `make labs`"
