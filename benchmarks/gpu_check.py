@@ -88,12 +88,20 @@ def installed(name: str) -> bool:
 
 
 def ipywidgets_placeholder() -> str:
-    """When ipywidgets is missing, let modules that import it at load time import (their widgets raise if used).
+    """When ipywidgets is missing and ``helpers.viz`` cannot be imported without it, let it import anyway.
 
-    helpers.widgets.stepper subclasses ipywidgets.VBox when it is imported; lab 04 never builds a widget.
+    helpers.widgets.stepper subclasses ipywidgets.VBox when it is imported; lab 04 never builds a widget, and
+    any widget built from the placeholder raises. Returns the note for the summary ("" when not needed).
     """
     if installed("ipywidgets"):
         return ""
+    try:
+        import helpers.viz  # noqa: F401
+
+        return ""
+    except ModuleNotFoundError as exc:
+        if exc.name != "ipywidgets":
+            raise
 
     class Missing:
         def __init__(self, *args, **kwargs):
@@ -107,7 +115,7 @@ def ipywidgets_placeholder() -> str:
     module = types.ModuleType("ipywidgets", "gpu_check placeholder: ipywidgets is not installed")
     module.__getattr__ = widget_class  # every widget class is the placeholder
     sys.modules["ipywidgets"] = module
-    return "ipywidgets missing: import-only placeholder (helpers imports it at module level)"
+    return "ipywidgets missing and helpers.viz imports it at load time: import-only placeholder used"
 
 
 def lab_cells(path: Path = NOTEBOOK) -> tuple[list[tuple[str, str]], dict[str, str]]:
