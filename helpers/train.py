@@ -1,4 +1,4 @@
-"""Training and evaluation loops for the labs: seeding, ``fit``, ``evaluate``, ``predict``.
+"""The training loop for the labs: seeding, ``fit`` and its parts (``TrainState``, ``train_step``, ``should_stop``).
 
 Typical use in a notebook::
 
@@ -20,7 +20,8 @@ The number of classes is the model's: ``fit`` and ``evaluate`` read it from the 
 
 On CUDA, ``fit`` uses mixed precision (``torch.autocast`` + ``torch.amp.GradScaler``) and asynchronous
 host-to-device copies from pinned memory; on MPS and CPU it runs in float32. Devices live in
-:mod:`helpers.device`, checkpoints in :mod:`helpers.checkpoint`, loaders in :mod:`helpers.loaders`.
+:mod:`helpers.device`, checkpoints in :mod:`helpers.checkpoint`, loaders in :mod:`helpers.loaders`,
+``evaluate`` and ``predict`` in :mod:`helpers.evaluate` (all re-exported here).
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ import torch
 from torch import nn
 
 from helpers.checkpoint import cpu_state, load_checkpoint, read_checkpoint, save_checkpoint
-from helpers.device import autocast, model_device, pick_device, resolve_device, to_device, use_amp
+from helpers.device import autocast, pick_device, resolve_device, to_device, use_amp
+from helpers.evaluate import class_count, evaluate, loader_dataset, model_output, predict
 from helpers.labels import IGNORE_INDEX
 from helpers.loaders import make_loaders
-from helpers.metrics import SegmentationMetric
 
 __all__ = [
     "pick_device",
@@ -114,44 +115,6 @@ class History(dict):
             f"History({len(self['step'])} points, last: step {self['step'][-1]}, loss {self['loss'][-1]:.4f}, "
             f"mIoU {self['miou'][-1]:.4f}; best mIoU {self.best_miou:.4f} at step {self.best_step})"
         )
-
-
-def _output(out: Any) -> torch.Tensor:
-    """torchvision segmentation models return {"out": logits, ...}; ours return the logits."""
-    return out["out"] if isinstance(out, dict) else out
-
-
-def class_count(
-    logits: torch.Tensor, masks: torch.Tensor, num_classes: int | None, dataset: Any = None
-) -> int:
-    """The number of classes, read from the model's scores (N x C x H x W) and checked.
-
-    An explicit ``num_classes`` and the class names a dataset declares (``dataset.classes``, unless it says
-    ``classes_declared = False``, e.g. VOC's names assumed for a folder without ``seglab.json``) must agree
-    with the model; errors name both numbers."""
-    if logits.dim() != 4 or logits.shape[0] != masks.shape[0] or logits.shape[-2:] != masks.shape[-2:]:
-        raise ValueError(
-            f"the model returned shape {tuple(logits.shape)} for masks of shape {tuple(masks.shape)}; a "
-            f"segmentation model must return N x C x H x W scores (C classes) at the input's resolution "
-            "(upsample inside the model)"
-        )
-    found = int(logits.shape[1])
-    if num_classes is not None and num_classes != found:
-        raise ValueError(
-            f"the model returned {found} class scores per pixel but num_classes={num_classes}: give the model "
-            f"{num_classes} output channels, or leave num_classes unset to use the model's {found}"
-        )
-    classes = getattr(dataset, "classes", None)
-    if classes is not None and getattr(dataset, "classes_declared", True) and len(classes) != found:
-        raise ValueError(
-            f"the model returned {found} class scores per pixel but the dataset has {len(classes)} classes "
-            f"({', '.join(map(str, classes))}): give the model {len(classes)} output channels"
-        )
-    return found
-
-
-def _dataset(loader: Any) -> Any:
-    return getattr(loader, "dataset", None)
 
 
 @dataclass
@@ -250,7 +213,7 @@ def train_step(run: _Run, images: torch.Tensor, masks: torch.Tensor, step: int) 
     start = time.perf_counter()
     images, masks = to_device((images, masks), run.device)
     with autocast(run.device, run.amp):
-        logits = _output(run.model(images))
+        logits = model_output(run.model(images))
         if step == 0 or run.num_classes is None:
             run.num_classes = class_count(logits, masks, run.num_classes, run.dataset)
         loss = run.loss_fn(logits.float(), masks)
@@ -373,7 +336,7 @@ def _start(
         amp=amp,
         lr=lr,
         num_classes=num_classes,
-        dataset=_dataset(train_loader),
+        dataset=loader_dataset(train_loader),
         val_loader=val_loader,
         checkpoint=Path(checkpoint) if checkpoint is not None else None,
     )
@@ -462,75 +425,3 @@ def _open_displays(run: _Run, plan: _Plan, state: TrainState, live_plot: bool, p
         run.plot.extend(state.history)
     if progress:
         run.bar = tqdm(total=plan.total, initial=state.step, desc="training", unit="step")
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    num_classes: int | None = None,
-    device: torch.device | str | None = None,
-    *,
-    amp: bool | str = "auto",
-    ignore_index: int = IGNORE_INDEX,
-) -> dict:
-    """Score ``model`` on every batch of ``loader``.
-
-    Returns ``{"miou", "pixel_acc", "iou_per_class", "cm"}`` from one confusion matrix over the whole
-    loader (see :mod:`helpers.metrics` for the conventions). The number of classes is the model's (checked
-    against ``num_classes`` when given, and the dataset's class names). The train/eval mode is restored.
-    """
-    device = model_device(model, device)
-    model.to(device)
-    amp = use_amp(amp, device)
-    was_training = model.training
-    model.eval()
-    metric = None
-    # Iterating a DataLoader draws a seed from the global RNG; evaluating must not change what training
-    # draws next, or validating more often would change the trained weights.
-    rng_state = torch.get_rng_state()
-    try:
-        for images, masks in loader:
-            images, masks = to_device((images, masks), device)
-            with autocast(device, amp):
-                logits = _output(model(images))
-            if metric is None:
-                num_classes = class_count(logits, masks, num_classes, _dataset(loader))
-                metric = SegmentationMetric(num_classes, ignore_index)
-            class_count(logits, masks, num_classes)
-            metric.update(logits.argmax(dim=1), masks)
-    finally:
-        model.train(was_training)
-        torch.set_rng_state(rng_state)
-    if metric is None:  # an empty loader: nothing to score (NaN results)
-        classes = getattr(_dataset(loader), "classes", None)
-        metric = SegmentationMetric(num_classes or (len(classes) if classes else 1), ignore_index)
-    return metric.compute()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, image: Any, device: torch.device | str | None = None) -> torch.Tensor:
-    """Predicted class map(s) for one image (3 x H x W -> H x W) or a batch (N x 3 x H x W -> N x H x W).
-
-    ``image`` may be a float tensor in [0, 1] (as the datasets return) or a uint8 H x W x 3 numpy array
-    (as :func:`helpers.data.render_scene` returns). The result is an int64 tensor on the CPU.
-    """
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"a numpy image must be H x W x 3, got shape {image.shape}")
-        image = torch.from_numpy(image).permute(2, 0, 1).float() / (255 if image.dtype == np.uint8 else 1)
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(
-            f"predict expects a 3 x H x W or N x 3 x H x W image tensor, got "
-            f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}"
-        )
-    single = image.dim() == 3
-    batch = image[None] if single else image
-    device = model_device(model, device)
-    was_training = model.training
-    model.eval()
-    try:
-        pred = _output(model(batch.float().to(device))).argmax(dim=1).cpu()
-    finally:
-        model.train(was_training)
-    return pred[0] if single else pred
