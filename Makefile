@@ -15,9 +15,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND ?= Agg
 # The browser tests drive Debian's Chromium (never Playwright's own download).
 CHROMIUM ?= /usr/bin/chromium
+# `course grade` runs every kernel in bubblewrap (Debian's package), installed through apt-get when missing.
+BWRAP ?= /usr/bin/bwrap
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab kernel labs test test-full test-fast test-ui lint format bench gpu-check release-ids clean
+.PHONY: help install install-bwrap lab kernel labs test test-full test-fast test-ui lint format bench gpu-check release-ids clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,7 +66,7 @@ format: install ## ruff: format Python files
 STUDENT_KERNEL := SEGLAB_BLOCK_IMPORTS=nbgrader,jupyterlab,jupyter_server,notebook PYTHONPATH=$(CURDIR)/tests/student_kernel
 
 # Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
-test: install $(CHROMIUM) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
+test: install $(CHROMIUM) $(BWRAP) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests --durations=15 $(PYTEST_ARGS)
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
@@ -88,7 +90,20 @@ $(CHROMIUM):
 	  exit 1; \
 	fi
 
-test-full: install ## every test with the students' real training budgets (slow)
+# bubblewrap for the grading sandbox, installed through apt-get when missing (like Chromium).
+$(BWRAP):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing bubblewrap for the grading sandbox (apt-get install bubblewrap)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	else \
+	  echo "Grading runs every kernel in bubblewrap at $(BWRAP). Install it (Debian/Ubuntu: sudo apt-get install bubblewrap,"; \
+	  echo "Fedora: sudo dnf install bubblewrap) or point to one: make test BWRAP=/path/to/bwrap. make test-fast runs everything else."; \
+	  exit 1; \
+	fi
+
+install-bwrap: $(BWRAP) ## install bubblewrap, the sandbox `course grade` runs kernels in (as root: apt-get)
+
+test-full: install $(BWRAP) ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
 	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests $(PYTEST_ARGS)
 	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import glob
 import hashlib
 import html
 import json
@@ -358,10 +359,17 @@ def _skip(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p in ("__MACOSX", ".ipynb_checkpoints") for p in parts)
 
 
+MOODLE_FOLDER = re.compile(r"(?P<name>.+?)_(?P<id>\d+)_assignsubmission_[a-z]+_?")
+# Canvas names each file <name>[_LATE]_<user id>_<attachment id>_<the student's own file name>.
+CANVAS_FILE = re.compile(
+    r"(?P<name>[A-Za-z0-9-]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<att>\d+)_(?P<file>.+)", re.I
+)
+
+
 def clean_student_id(raw: str) -> tuple[str | None, bool]:
     """A student id from an LMS file or folder name, and whether the LMS marked it late."""
     name = raw.strip()
-    moodle = re.fullmatch(r"(?P<name>.+?)_\d+_assignsubmission_[a-z]+_?", name)
+    moodle = MOODLE_FOLDER.fullmatch(name)
     if moodle:
         name = moodle.group("name")
     late = bool(re.search(r"_late(?=_|$)", name, re.I))
@@ -373,10 +381,84 @@ def clean_student_id(raw: str) -> tuple[str | None, bool]:
     return name, late
 
 
+def read_roster(path: Path) -> dict[str, str]:
+    """``{Canvas user id: student id}`` from the gradebook CSV exported from Canvas (Grades → Export).
+
+    The student id is the row's ``SIS Login ID``, else its ``SIS User ID``, else its ``Student`` name (spaces
+    as underscores). Rows without a numeric ``ID`` (Canvas's "Points Possible" line) are skipped.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CourseError(f"cannot read the roster {path}: {err}") from err
+    if not rows or "ID" not in rows[0]:
+        raise CourseError(f"{path}: not a Canvas gradebook export (no 'ID' column)")
+    roster: dict[str, str] = {}
+    for line, row in enumerate(rows, start=2):
+        uid = (row.get("ID") or "").strip()
+        if not uid.isdigit():
+            continue
+        raw = next(
+            (
+                row[k].strip()
+                for k in ("SIS Login ID", "SIS User ID", "Student")
+                if (row.get(k) or "").strip()
+            ),
+            "",
+        )
+        student, _ = clean_student_id(raw)
+        if student is None:
+            raise CourseError(f"{path}, line {line}: no valid student id for Canvas user {uid} ({raw!r})")
+        if roster.get(uid, student) != student:
+            raise CourseError(f"{path}, line {line}: Canvas user {uid} appears twice with different ids")
+        roster[uid] = student
+    return roster
+
+
+def _lab_of(stem: str, labs: Sequence[str], lab_hint: str | None) -> tuple[str | None, str, str]:
+    """``(lab, the rest of the name before it, "")`` from a file name's stem, or ``(None, "", reason)``."""
+    for candidate in sorted(labs, key=len, reverse=True):
+        m = re.fullmatch(rf"(?P<prefix>.*?){re.escape(candidate)}(?:-\d+| ?\(\d+\))?", stem)
+        if m:
+            if lab_hint is not None and candidate != lab_hint:
+                return None, "", f"a submission of {candidate}, not of --lab {lab_hint}"
+            return candidate, m.group("prefix").rstrip("_- "), ""
+    if lab_hint is None:
+        return None, "", "no lab name in the file name (pass --lab LAB)"
+    return lab_hint, stem, ""
+
+
+def _student_from_lms(
+    parts: tuple[str, ...], roster: dict[str, str] | None, canvas_name: bool = True
+) -> tuple[str | None, str] | None:
+    """The student an LMS's own structure names (Moodle's folder, Canvas's user id), ignoring whatever name the
+    student gave the file; ``None`` when the path has no LMS structure."""
+    folder = next((p for p in parts[:-1] if MOODLE_FOLDER.fullmatch(p)), None)
+    if folder is not None:
+        student, _ = clean_student_id(folder)
+        return (student, "") if student else (None, f"invalid student id in Moodle folder {folder!r}")
+    canvas = CANVAS_FILE.fullmatch(parts[-1]) if canvas_name else None
+    if canvas is None:
+        return None if roster is None else (None, "not a Canvas submission name (the roster is for Canvas)")
+    if roster is None:
+        student, _ = clean_student_id(canvas.group("name"))
+        return (student, "") if student else (None, f"invalid Canvas name {canvas.group('name')!r}")
+    if canvas.group("uid") not in roster:
+        return None, f"Canvas user {canvas.group('uid')} is not in the roster"
+    return roster[canvas.group("uid")], ""
+
+
 def match_submission(
-    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None
+    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: dict[str, str] | None = None
 ) -> tuple[str | None, str | None, str]:
-    """``(student, lab, "")`` for a submitted notebook's path, or ``(None, None, reason)``."""
+    """``(student, lab, "")`` for a submitted notebook's path, or ``(None, None, reason)``.
+
+    The student comes from the export's structure: nbgrader's ``<student>/<lab>/<lab>.ipynb``, Moodle's
+    ``<Full Name>_<id>_assignsubmission_file_/`` folder, Canvas's user id (through ``roster`` when given, else
+    the name Canvas put before it). Only files outside any LMS structure (``<student>_<lab>.ipynb`` named by
+    whoever gathered them) are matched by their name. The file name a student chose only tells the lab.
+    """
     name = parts[-1]
     if not name.endswith(".ipynb"):
         return None, None, "not a notebook"
@@ -384,19 +466,19 @@ def match_submission(
     if len(parts) >= 3 and parts[-2] == stem and stem in labs:  # nbgrader layout <student>/<lab>/<lab>.ipynb
         student, _ = clean_student_id(parts[-3])
         return (student, stem, "") if student else (None, None, f"invalid student id {parts[-3]!r}")
-    lab = None
-    prefix = stem
-    for candidate in sorted(labs, key=len, reverse=True):
-        m = re.fullmatch(rf"(?P<prefix>.*?){re.escape(candidate)}(?:-\d+| ?\(\d+\))?", stem)
-        if m:
-            lab, prefix = candidate, m.group("prefix").rstrip("_- ")
-            break
+    canvas = CANVAS_FILE.fullmatch(name)
+    lab, prefix, reason = (
+        _lab_of(canvas.group("file")[: -len(".ipynb")], labs, lab_hint) if canvas else (None, "", "")
+    )
+    if lab is None:  # not Canvas's pattern after all (e.g. <student>_<id>_01_<lab>.ipynb)
+        canvas = None
+        lab, prefix, reason = _lab_of(stem, labs, lab_hint)
     if lab is None:
-        if lab_hint is None:
-            return None, None, "no lab name in the file name (pass --lab LAB)"
-        lab = lab_hint
-    elif lab_hint is not None and lab != lab_hint:
-        return None, None, f"a submission of {lab}, not of --lab {lab_hint}"
+        return None, None, reason
+    lms = _student_from_lms(parts, roster, canvas is not None)
+    if lms is not None:
+        student, reason = lms
+        return (student, lab, "") if student else (None, None, reason)
     raw = prefix or (parts[-2] if len(parts) >= 2 else "")
     if not raw:
         return None, None, "no student name in the file or folder name"
@@ -410,24 +492,8 @@ def _timestamp_text(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).isoformat()
 
 
-def collect(
-    course: Course,
-    source: Path,
-    lab: str | None = None,
-    replace: bool = False,
-    timestamps: str = "file",
-    dry_run: bool = False,
-) -> CollectReport:
-    """Import a folder or zip of submitted notebooks into ``submitted/<student>/<lab>/<lab>.ipynb``.
-
-    Never overwrites an existing, different submission unless ``replace`` (the old one is moved to
-    ``grading/replaced/``). Two files for one student and lab are a conflict: neither is imported.
-    ``timestamps``: ``file`` (the file's or zip entry's modification time, written to ``timestamp.txt`` for
-    nbgrader's late-submission logic), ``now``, or ``none``.
-    """
-    labs = sorted(set(course.labs()) | set(course.gradebook_labs()))
-    if lab is not None and lab not in labs:
-        raise CourseError(f"unknown lab {lab!r}; labs: {', '.join(labs) or 'none'}")
+def _entries(source: Path, lab: str | None, labs: Sequence[str]) -> list[Incoming]:
+    """Every file of a folder or zip, hidden and OS files skipped, a top folder shared by all dropped."""
     if not source.exists():
         raise CourseError(f"{source} does not exist")
     if source.is_dir():
@@ -436,7 +502,6 @@ def collect(
         entries = list(_iter_zip(source))
     else:
         raise CourseError(f"{source} is neither a folder nor a zip archive")
-    report = CollectReport()
     entries = [e for e in entries if not _skip(e.path)]
     # An LMS zip usually wraps everything in one folder: drop a top folder shared by all entries.
     while entries and all(len(e.path) > 1 for e in entries) and len({e.path[0] for e in entries}) == 1:
@@ -444,17 +509,74 @@ def collect(
             break
         for e in entries:
             e.path = e.path[1:]
+    return entries
+
+
+def _group(
+    entries: list[Incoming], labs, lab, roster, report: CollectReport
+) -> dict[tuple[str, str], list[Incoming]]:
+    """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched)."""
+    moodle = any(MOODLE_FOLDER.fullmatch(p) for e in entries for p in e.path[:-1])
     wanted: dict[tuple[str, str], list[Incoming]] = {}
     for entry in entries:
-        student, matched_lab, reason = match_submission(entry.path, labs, lab)
+        student, matched_lab, reason = match_submission(entry.path, labs, lab, roster)
+        in_folder = any(MOODLE_FOLDER.fullmatch(p) for p in entry.path[:-1])
         if reason == "not a notebook":
             report.ignored.append(entry.name)
         elif student is None or matched_lab is None:
             report.unmatched.append((entry.name, reason))
+        elif (
+            moodle and not in_folder
+        ):  # in a Moodle export, a file outside the submission folders is no one's
+            report.unmatched.append((entry.name, "outside every Moodle submission folder"))
         elif entry.size > MAX_COLLECT_BYTES:
             report.unmatched.append((entry.name, f"larger than {MAX_COLLECT_BYTES >> 20} MB"))
         else:
             wanted.setdefault((student, matched_lab), []).append(entry)
+    return wanted
+
+
+def _store(
+    course: Course, record: tuple[str, str, str], data: bytes, when: dt.datetime | None, replaced: bool
+):
+    """Write one submission (the old one moved to ``grading/replaced/`` when ``replaced``)."""
+    student, lab, _ = record
+    dest_dir = course.submission_dir(student, lab)
+    dest = dest_dir / f"{lab}.ipynb"
+    if replaced:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        backup = course.grading / "replaced" / student / lab / stamp
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(dest_dir), str(backup))
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / f".{dest.name}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    if when is not None:
+        (dest_dir / "timestamp.txt").write_text(_timestamp_text(when))
+
+
+def collect(
+    course: Course,
+    source: Path,
+    lab: str | None = None,
+    replace: bool = False,
+    timestamps: str = "file",
+    dry_run: bool = False,
+    roster: dict[str, str] | None = None,
+) -> CollectReport:
+    """Import a folder or zip of submitted notebooks into ``submitted/<student>/<lab>/<lab>.ipynb``.
+
+    Never overwrites an existing, different submission unless ``replace`` (the old one is moved to
+    ``grading/replaced/``). Two different files for one student and lab are a conflict: neither is imported.
+    ``timestamps``: ``file`` (the file's or zip entry's modification time, written to ``timestamp.txt`` for
+    nbgrader's late-submission logic), ``now``, or ``none``. ``roster``: :func:`read_roster` of a Canvas export.
+    """
+    labs = sorted(set(course.labs()) | set(course.gradebook_labs()))
+    if lab is not None and lab not in labs:
+        raise CourseError(f"unknown lab {lab!r}; labs: {', '.join(labs) or 'none'}")
+    report = CollectReport()
+    wanted = _group(_entries(source, lab, labs), labs, lab, roster, report)
     now = dt.datetime.now(dt.timezone.utc)
     for (student, matched_lab), group in sorted(wanted.items()):
         contents = {e.name: e.read() for e in group}
@@ -463,35 +585,17 @@ def collect(
             continue
         entry = group[0]
         data = contents[entry.name]
-        dest_dir = course.submission_dir(student, matched_lab)
-        dest = dest_dir / f"{matched_lab}.ipynb"
+        dest = course.submission_dir(student, matched_lab) / f"{matched_lab}.ipynb"
         record = (student, matched_lab, entry.name)
-        replaced = False
-        if dest.exists():
-            if dest.read_bytes() == data:
-                report.unchanged.append(record)
-                continue
-            if not replace:
-                report.kept.append(record)
-                continue
-            replaced = True
-        if dry_run:
-            (report.replaced if replaced else report.imported).append(record)
+        if dest.exists() and dest.read_bytes() == data:
+            report.unchanged.append(record)
             continue
-        if replaced:
-            stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-            backup = course.grading / "replaced" / student / matched_lab / stamp
-            backup.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(dest_dir), str(backup))
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest_dir / f".{dest.name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-        stamp_file = dest_dir / "timestamp.txt"
-        if timestamps == "file":
-            stamp_file.write_text(_timestamp_text(entry.mtime))
-        elif timestamps == "now":
-            stamp_file.write_text(_timestamp_text(now))
+        if dest.exists() and not replace:
+            report.kept.append(record)
+            continue
+        replaced = dest.exists()
+        if not dry_run:
+            _store(course, record, data, {"file": entry.mtime, "now": now}.get(timestamps), replaced)
         (report.replaced if replaced else report.imported).append(record)
     return report
 
@@ -961,6 +1065,92 @@ def _row_status(
     return entry["status"], reason
 
 
+def _sub_grades(sub) -> tuple[list[tuple[str, Any]], float | None, float | None, bool]:
+    """``(grades as (notebook, grade), nbgrader's score, late penalty, needs a manual grade)`` of a submission."""
+    if sub is None:
+        return [], None, None, False
+    grades, penalty, needs_manual = [], 0.0, False
+    for snb in sub.notebooks:
+        penalty += snb.late_submission_penalty or 0.0
+        for g in snb.grades:
+            grades.append((snb.name, g))
+            needs_manual |= bool(g.needs_manual_grade)
+    return grades, sum(_grade_score(g) for _, g in grades), penalty, needs_manual
+
+
+def _grade_row(student: str, assignment, sub, status: str, reason: str, has_scores: bool) -> dict[str, str]:
+    """One row of ``grades.csv``: only a counted status scores (see :func:`seglabs_grading.status.counts`)."""
+    grades, nb_score, penalty, needs_manual = _sub_grades(sub)
+    counts = st.counts(status)
+    score = nb_score if counts and nb_score is not None else 0.0
+    seconds_late = sub.total_seconds_late if sub is not None and sub.timestamp else 0.0
+    due = sub.duedate if sub is not None else assignment.duedate
+    extension = sub.extension if sub is not None else None
+    return {
+        "student": student,
+        "lab": assignment.name,
+        "status": status,
+        "score": _num(score),
+        "max_score": _num(assignment.max_score),
+        "late": "yes" if seconds_late > 0 else "no",
+        "seconds_late": _num(round(seconds_late)),
+        "late_penalty": _num(penalty),
+        "final_score": _num(max(0.0, score - (penalty or 0.0)) if counts else 0.0),
+        "nbgrader_score": _num(nb_score) if has_scores else "",
+        "needs_manual_grade": "yes" if (has_scores and needs_manual) else "no",
+        "submitted_at": sub.timestamp.isoformat() if sub is not None and sub.timestamp else "",
+        "due": due.isoformat() if due else "",
+        "extension_hours": _num(extension.total_seconds() / 3600) if extension else "",
+        "reason": reason,
+    }
+
+
+def _exercise_rows(student: str, lab: str, sub, status: str, has_scores: bool) -> list[dict[str, str]]:
+    """Rows of ``grades-by-exercise.csv`` for one submission."""
+    grades, _, _, _ = _sub_grades(sub)
+    written = {
+        c.name for snb in (sub.notebooks if sub is not None else []) for c in snb.notebook.solution_cells
+    }
+    one_notebook = len({n for n, _ in grades}) == 1
+    rows = []
+    for nb_name, g in grades:
+        exercise = re.match(r"(ex\d+)", g.name)
+        rows.append(
+            {
+                "student": student,
+                "lab": lab,
+                "exercise": exercise.group(1) if exercise else g.name,
+                "grade_id": g.name if one_notebook else f"{nb_name}/{g.name}",
+                "kind": "manual" if g.name in written else "auto",  # written answers are graded by hand
+                "max_points": _num(g.max_score),
+                "auto_score": _num(g.auto_score) if has_scores else "",
+                "manual_score": _num(g.manual_score),
+                "score": _num(_grade_score(g) if st.counts(status) else 0.0),
+                "status": status,
+            }
+        )
+    return rows
+
+
+def _export_students(course: Course, gb) -> list[str]:
+    students = {s.id for s in gb.students}
+    if course.submitted.is_dir():
+        students |= {p.name for p in course.submitted.iterdir() if p.is_dir() and STUDENT_ID.match(p.name)}
+    students.discard(REFERENCE_STUDENT)
+    return sorted(students)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a grades file readable by the instructor only (it holds every student's scores)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.chmod(path, 0o600)
+
+
 def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
     """Write grades per student and lab, and a per-exercise breakdown, each case marked with what happened."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -973,89 +1163,21 @@ def export(course: Course, out: Path | None = None) -> tuple[Path, Path]:
     rows, ex_rows = [], []
     with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
         assignments = sorted(gb.assignments, key=lambda a: a.name)
-        students = {s.id for s in gb.students}
-        if course.submitted.is_dir():
-            students |= {
-                p.name for p in course.submitted.iterdir() if p.is_dir() and STUDENT_ID.match(p.name)
-            }
-        students.discard(REFERENCE_STUDENT)
-        for student in sorted(students):
+        for student in _export_students(course, gb):
             for assignment in assignments:
-                lab = assignment.name
                 try:
-                    sub = gb.find_submission(lab, student)
+                    sub = gb.find_submission(assignment.name, student)
                 except MissingEntry:
                     sub = None
-                status, reason = _row_status(course, store, lab, student, sub is not None)
-                entry = store.get(lab, student) or {}
-                counts = st.counts(status)
+                status, reason = _row_status(course, store, assignment.name, student, sub is not None)
+                entry = store.get(assignment.name, student) or {}
                 has_scores = sub is not None and (
-                    counts or (entry.get("auto_score") is not None and "changed" not in status)
+                    st.counts(status) or (entry.get("auto_score") is not None and status != st.CHANGED)
                 )
-                nb_score = penalty = None
-                needs_manual = False
-                grades = []
-                if sub is not None:
-                    for snb in sub.notebooks:
-                        penalty = (penalty or 0.0) + (snb.late_submission_penalty or 0.0)
-                        for g in snb.grades:
-                            grades.append((snb.name, g))
-                            needs_manual |= bool(g.needs_manual_grade)
-                    nb_score = sum(_grade_score(g) for _, g in grades)
-                score = nb_score if counts and nb_score is not None else 0.0
-                seconds_late = sub.total_seconds_late if sub is not None and sub.timestamp else 0.0
-                due = sub.duedate if sub is not None else assignment.duedate
-                extension = sub.extension if sub is not None else None
-                final = max(0.0, score - (penalty or 0.0)) if counts else 0.0
-                rows.append(
-                    {
-                        "student": student,
-                        "lab": lab,
-                        "status": status,
-                        "score": _num(score),
-                        "max_score": _num(assignment.max_score),
-                        "late": "yes" if seconds_late > 0 else "no",
-                        "seconds_late": _num(round(seconds_late)),
-                        "late_penalty": _num(penalty if sub is not None else None),
-                        "final_score": _num(final),
-                        "nbgrader_score": _num(nb_score) if has_scores else "",
-                        "needs_manual_grade": "yes" if (has_scores and needs_manual) else "no",
-                        "submitted_at": sub.timestamp.isoformat()
-                        if sub is not None and sub.timestamp
-                        else "",
-                        "due": due.isoformat() if due else "",
-                        "extension_hours": _num(extension.total_seconds() / 3600) if extension else "",
-                        "reason": reason,
-                    }
-                )
-                written = {
-                    c.name
-                    for snb in (sub.notebooks if sub is not None else [])
-                    for c in snb.notebook.solution_cells
-                }
-                for nb_name, g in grades:
-                    exercise = re.match(r"(ex\d+)", g.name)
-                    manual = g.name in written  # graded by hand: written answers (grade and solution cells)
-                    ex_rows.append(
-                        {
-                            "student": student,
-                            "lab": lab,
-                            "exercise": exercise.group(1) if exercise else g.name,
-                            "grade_id": g.name if len({n for n, _ in grades}) == 1 else f"{nb_name}/{g.name}",
-                            "kind": "manual" if manual else "auto",
-                            "max_points": _num(g.max_score),
-                            "auto_score": _num(g.auto_score) if has_scores else "",
-                            "manual_score": _num(g.manual_score),
-                            "score": _num(_grade_score(g) if counts else 0.0),
-                            "status": status,
-                        }
-                    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, columns, data in ((out, GRADE_COLUMNS, rows), (by_exercise, EXERCISE_COLUMNS, ex_rows)):
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, columns)
-            writer.writeheader()
-            writer.writerows(data)
+                rows.append(_grade_row(student, assignment, sub, status, reason, has_scores))
+                ex_rows += _exercise_rows(student, assignment.name, sub, status, has_scores)
+    _write_csv(out, GRADE_COLUMNS, rows)
+    _write_csv(by_exercise, EXERCISE_COLUMNS, ex_rows)
     return out, by_exercise
 
 
@@ -1128,20 +1250,7 @@ def extend(course: Course, lab: str, student: str, hours: float) -> None:
 # =====================================================================================================
 # command line
 # =====================================================================================================
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--course",
-        type=Path,
-        default=None,
-        help="course folder (default: the one holding nbgrader_config.py)",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("release", help="generate the student versions (nbgrader generate_assignment)")
-    r.add_argument("labs", nargs="*", help="labs to release (default: all)")
-    r.add_argument("--exchange", action="store_true", help="also nbgrader release_assignment (JupyterHub)")
-
+def _add_collect(sub) -> None:
     c = sub.add_parser("collect", help="import a folder or zip of submissions into submitted/")
     c.add_argument("source", type=Path, help="folder or .zip (LMS export, or <student>_<lab>.ipynb files)")
     c.add_argument("--lab", help="the lab these files belong to, when their names do not say")
@@ -1154,7 +1263,15 @@ def _parser() -> argparse.ArgumentParser:
         "--timestamp", choices=("file", "now", "none"), default="file", help="submission time to record"
     )
     c.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
+    c.add_argument(
+        "--roster",
+        type=Path,
+        default=None,
+        help="Canvas gradebook export (CSV): match Canvas user ids to student ids",
+    )
 
+
+def _add_grade(sub) -> None:
     g = sub.add_parser("grade", help="autograde submissions in sandboxes, in parallel")
     g.add_argument("lab")
     g.add_argument("--student", action="append", help="grade only this student (repeatable)")
@@ -1171,13 +1288,13 @@ def _parser() -> argparse.ArgumentParser:
         "--memory-mb",
         type=int,
         default=4096,
-        help="memory per process, RLIMIT_DATA; 0 = none (default: %(default)s)",
+        help="MB for the whole submission (cgroup) and per process (RLIMIT_DATA); 0 = none (default: %(default)s)",
     )
     g.add_argument(
         "--max-procs",
         type=int,
         default=64,
-        help="processes+threads of the sandbox user (default: %(default)s)",
+        help="processes+threads of one submission (default: %(default)s)",
     )
     g.add_argument(
         "--output-mb", type=float, default=4.0, help="outputs kept per notebook (default: %(default)s)"
@@ -1188,14 +1305,32 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="re-grade submissions already graded and unchanged")
     g.add_argument("--no-reference", action="store_true", help="skip grading the solution first")
     g.add_argument(
-        "--user-prefix",
-        default=sandbox.USER_PREFIX,
-        help="sandbox users are PREFIX-0, PREFIX-1, ... (as root)",
-    )
-    g.add_argument(
         "--workdir", type=Path, default=None, help="where job folders go (default: the system temp folder)"
     )
     g.add_argument("--keep-workdir", action="store_true", help="keep job folders for debugging")
+    g.add_argument(
+        "--gpu",
+        action="store_true",
+        help="bind the NVIDIA device nodes (/dev/nvidia*) into every sandbox (lab 04 on a GPU machine)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--course",
+        type=Path,
+        default=None,
+        help="course folder (default: the one holding nbgrader_config.py)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("release", help="generate the student versions (nbgrader generate_assignment)")
+    r.add_argument("labs", nargs="*", help="labs to release (default: all)")
+    r.add_argument("--exchange", action="store_true", help="also nbgrader release_assignment (JupyterHub)")
+
+    _add_collect(sub)
+    _add_grade(sub)
 
     f = sub.add_parser("feedback", help="HTML feedback per student (nbgrader generate_feedback)")
     f.add_argument("lab")
@@ -1220,6 +1355,39 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cli_collect(course: Course, args: argparse.Namespace) -> None:
+    roster = read_roster(args.roster) if args.roster else None
+    report = collect(course, args.source, args.lab, args.replace, args.timestamp, args.dry_run, roster)
+    print("\n".join(report.lines()))
+
+
+def _cli_grade(course: Course, args: argparse.Namespace) -> GradeReport:
+    workers = max(1, args.workers)
+    limits = sandbox.Limits(
+        cell_timeout=args.cell_timeout or course.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb,
+        max_procs=args.max_procs,
+        output_mb=args.output_mb,
+        threads=args.threads or max(1, (os.cpu_count() or 1) // workers),
+    )
+    devices = sorted(glob.glob("/dev/nvidia*")) if args.gpu else []
+    if args.gpu and not devices:
+        raise CourseError("--gpu: no /dev/nvidia* device nodes on this machine")
+    return grade(
+        course,
+        args.lab,
+        students=args.student,
+        workers=workers,
+        limits=limits,
+        force=args.force,
+        reference=not args.no_reference,
+        workdir=args.workdir,
+        keep_workdir=args.keep_workdir,
+        devices=devices,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -1227,31 +1395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "release":
             release(course, args.labs, exchange=args.exchange)
         elif args.command == "collect":
-            report = collect(course, args.source, args.lab, args.replace, args.timestamp, args.dry_run)
-            print("\n".join(report.lines()))
+            _cli_collect(course, args)
         elif args.command == "grade":
-            workers = max(1, args.workers)
-            limits = sandbox.Limits(
-                cell_timeout=args.cell_timeout or course.cell_timeout,
-                notebook_timeout=args.notebook_timeout,
-                memory_mb=args.memory_mb,
-                max_procs=args.max_procs,
-                output_mb=args.output_mb,
-                threads=args.threads or max(1, (os.cpu_count() or 1) // workers),
-            )
-            report = grade(
-                course,
-                args.lab,
-                students=args.student,
-                workers=workers,
-                limits=limits,
-                force=args.force,
-                reference=not args.no_reference,
-                workdir=args.workdir,
-                keep_workdir=args.keep_workdir,
-                user_prefix=args.user_prefix,
-            )
-            print(grade_summary(report))
+            print(grade_summary(_cli_grade(course, args)))
         elif args.command == "feedback":
             report = feedback_report(course, args.lab, exchange=args.exchange)
             print(f"{len(report.pages)} feedback pages in {course.feedback} (hidden tests checked absent)")

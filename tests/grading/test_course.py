@@ -22,12 +22,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests import submissions as subs
-from tests.labtools import ROOT, hidden_test_lines, lab_names, read, solution_path
 
+from helpers.config import budget, budget_level
 from seglabs_grading import course as course_mod
 from seglabs_grading import sandbox
-from helpers.config import budget, budget_level
+from tests import submissions as subs
+from tests.labtools import ROOT, hidden_test_lines, lab_names, read, solution_path
 
 LAB = "00_getting_started"
 LIMITS = sandbox.Limits(cell_timeout=60, notebook_timeout=300, memory_mb=4096, threads=1)
@@ -140,15 +140,11 @@ def test_collect_lms_zip_stays_inside_the_course(tmp_path):
     course = _bare_course(tmp_path / "course")
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(
-            "submissions/Dan Smith_777_assignsubmission_file_/00_getting_started.ipynb", _notebook("dan")
-        )
         zf.writestr("submissions/erin_LATE_1_2_01_per_pixel_labels.ipynb", _notebook("erin"))
         zf.writestr("submissions/../../../evil_00_getting_started.ipynb", _notebook("evil"))
         zf.writestr("__MACOSX/submissions/._erin_LATE_1_2_01_per_pixel_labels.ipynb", b"junk")
     report = course_mod.collect(course, archive, timestamps="none")
     assert sorted((s, lab) for s, lab, _ in report.imported) == [
-        ("Dan_Smith", LAB),
         ("erin", "01_per_pixel_labels"),
         ("evil", LAB),
     ]
@@ -157,6 +153,68 @@ def test_collect_lms_zip_stays_inside_the_course(tmp_path):
     assert not (course.submission_dir("erin", "01_per_pixel_labels") / "timestamp.txt").exists()
     with pytest.raises(course_mod.CourseError, match="unknown lab"):
         course_mod.collect(course, archive, lab="99_nope")
+
+
+MOODLE = "{name}_{id}_assignsubmission_file_/{file}"
+
+
+def test_collect_moodle_credits_the_submission_folder_never_the_file_name(tmp_path):
+    # Eve names her file after Bob; Bob's own file comes in the same export. Each is credited to its folder.
+    course = _bare_course(tmp_path / "course")
+    archive = tmp_path / "moodle.zip"
+    lab = "01_per_pixel_labels"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(MOODLE.format(name="Eve Stone", id=12, file=f"Bob_Lee_{lab}.ipynb"), _notebook("eve"))
+        zf.writestr(MOODLE.format(name="Bob Lee", id=13, file=f"{lab}.ipynb"), _notebook("bob"))
+        zf.writestr(MOODLE.format(name="Ann Hill", id=14, file=f"{lab}.ipynb"), _notebook("ann v1"))
+        zf.writestr(MOODLE.format(name="Ann Hill", id=14, file=f"{lab} (1).ipynb"), _notebook("ann v2"))
+        zf.writestr(f"Carl_Fox_{lab}.ipynb", _notebook("outside every folder"))
+    report = course_mod.collect(course, archive, timestamps="none")
+    assert sorted(s for s, _, _ in report.imported) == ["Bob_Lee", "Eve_Stone"]
+    assert course.submission_dir("Eve_Stone", lab).joinpath(f"{lab}.ipynb").read_bytes() == _notebook("eve")
+    assert course.submission_dir("Bob_Lee", lab).joinpath(f"{lab}.ipynb").read_bytes() == _notebook("bob")
+    assert [c[:2] for c in report.conflicts] == [("Ann_Hill", lab)]  # two different files: reported, neither
+    assert [u[0] for u in report.unmatched] == [f"Carl_Fox_{lab}.ipynb"]
+    assert (
+        not course.submission_dir("Ann_Hill", lab).exists()
+        and not course.submission_dir("Carl_Fox", lab).exists()
+    )
+
+
+def _canvas_roster(path: Path) -> Path:
+    path.write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section\n"
+        "    Points Possible,,,,\n"
+        '"Lee, Bob",501,u501,blee,S1\n'
+        '"Stone, Eve",502,u502,estone,S1\n'
+    )
+    return path
+
+
+def test_collect_canvas_matches_user_ids_through_the_roster(tmp_path):
+    course = _bare_course(tmp_path / "course")
+    inbox = tmp_path / "canvas"
+    inbox.mkdir()
+    (inbox / f"stoneeve_502_9001_Bob_Lee_{LAB}.ipynb").write_bytes(_notebook("eve"))  # Eve's, named after Bob
+    (inbox / f"leebob_LATE_501_9002_{LAB}.ipynb").write_bytes(_notebook("bob"))
+    (inbox / f"someone_777_9003_{LAB}.ipynb").write_bytes(_notebook("?"))  # not on the roster: ambiguous
+    (inbox / f"blee_{LAB}.ipynb").write_bytes(_notebook("not a Canvas name"))
+    roster = course_mod.read_roster(_canvas_roster(tmp_path / "roster.csv"))
+    assert roster == {"501": "blee", "502": "estone"}
+    report = course_mod.collect(course, inbox, timestamps="none", roster=roster)
+    assert sorted(s for s, _, _ in report.imported) == ["blee", "estone"]
+    assert course.submission_dir("estone", LAB).joinpath(f"{LAB}.ipynb").read_bytes() == _notebook("eve")
+    assert sorted(u[0] for u in report.unmatched) == [f"blee_{LAB}.ipynb", f"someone_777_9003_{LAB}.ipynb"]
+    assert any("not in the roster" in reason for _, reason in report.unmatched)
+    # Without a roster, Canvas's own name for the user (never the student's file name) is the id.
+    plain = course_mod.collect(_bare_course(tmp_path / "course2"), inbox, timestamps="none")
+    assert {s for s, _, _ in plain.imported} >= {"stoneeve", "leebob"}
+
+
+def test_a_bad_roster_is_named_with_what_is_wrong(tmp_path):
+    (tmp_path / "r.csv").write_text("Name,Email\nBob,b@x\n")
+    with pytest.raises(course_mod.CourseError, match="r.csv: not a Canvas gradebook export"):
+        course_mod.read_roster(tmp_path / "r.csv")
 
 
 def test_shared_data_dir_matches_helpers_data(monkeypatch):
@@ -170,7 +228,9 @@ def test_shared_data_dir_matches_helpers_data(monkeypatch):
 
 
 def test_cli_runs_as_a_module_and_lists_the_commands():
-    run = subprocess.run([sys.executable, "-m", "seglabs_grading.course", "--help"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "seglabs_grading.course", "--help"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     for command in ("release", "collect", "grade", "feedback", "export", "due", "extend"):
         assert command in run.stdout
