@@ -50,6 +50,8 @@ __all__ = [
     "seed_everything",
     "History",
     "TrainState",
+    "TrainPlan",
+    "TrainRun",
     "fit",
     "train_step",
     "should_stop",
@@ -118,7 +120,7 @@ class History(dict):
 
 
 @dataclass
-class _Plan:
+class TrainPlan:
     """When ``fit`` stops and validates, from its arguments and the loader's length (checked here)."""
 
     epochs: int | None
@@ -129,7 +131,7 @@ class _Plan:
     eval_every: int | None  # None: at the end of each epoch of an unsized loader
 
 
-def _plan(loader: Iterable, epochs: Any, steps: Any, time_budget_s: Any, eval_every: Any) -> _Plan:
+def _plan(loader: Iterable, epochs: Any, steps: Any, time_budget_s: Any, eval_every: Any) -> TrainPlan:
     if epochs is None and steps is None and time_budget_s is None:
         raise ValueError("fit needs epochs=, steps= or time_budget_s= to know when to stop")
     for name, value in (("epochs", epochs), ("steps", steps), ("eval_every", eval_every)):
@@ -147,7 +149,7 @@ def _plan(loader: Iterable, epochs: Any, steps: Any, time_budget_s: Any, eval_ev
         eval_every = per_epoch  # end of each epoch
     elif eval_every is None:
         eval_every = max(1, total // 10)
-    return _Plan(epochs, steps, time_budget_s, per_epoch, total, eval_every)
+    return TrainPlan(epochs, steps, time_budget_s, per_epoch, total, eval_every)
 
 
 @dataclass
@@ -178,7 +180,7 @@ class TrainState:
         self.loss_sum, self.batches, self.images, self.interval_s = 0.0, 0, 0, 0.0
 
 
-def should_stop(plan: _Plan, state: TrainState) -> str:
+def should_stop(plan: TrainPlan, state: TrainState) -> str:
     """Why training ends now ("steps", "epochs", "time budget"), or "" to go on. The one stopping rule."""
     if plan.total is not None and state.step >= plan.total:
         return "steps" if plan.steps is not None and state.step >= plan.steps else "epochs"
@@ -190,7 +192,7 @@ def should_stop(plan: _Plan, state: TrainState) -> str:
 
 
 @dataclass
-class _Run:
+class TrainRun:
     """What ``fit`` trains with; fixed for the whole run."""
 
     model: nn.Module
@@ -206,16 +208,17 @@ class _Run:
     checkpoint: Path | None
     plot: Any = None
     bar: Any = None
+    checked: bool = False  # the first batch's scores were checked (shape, number of classes)
 
 
-def train_step(run: _Run, images: torch.Tensor, masks: torch.Tensor, step: int) -> tuple[float, float]:
+def train_step(run: TrainRun, images: torch.Tensor, masks: torch.Tensor, step: int) -> tuple[float, float]:
     """One optimizer step on one batch; returns (loss, seconds). The first batch fixes the class count."""
     start = time.perf_counter()
     images, masks = to_device((images, masks), run.device)
     with autocast(run.device, run.amp):
         logits = model_output(run.model(images))
-        if step == 0 or run.num_classes is None:
-            run.num_classes = class_count(logits, masks, run.num_classes, run.dataset)
+        if not run.checked:
+            run.num_classes, run.checked = class_count(logits, masks, run.num_classes, run.dataset), True
         loss = run.loss_fn(logits.float(), masks)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -229,7 +232,7 @@ def train_step(run: _Run, images: torch.Tensor, masks: torch.Tensor, step: int) 
     return value, time.perf_counter() - start
 
 
-def _validation_point(run: _Run, plan: _Plan, state: TrainState) -> None:
+def _validation_point(run: TrainRun, plan: TrainPlan, state: TrainState) -> None:
     """Validate, record a history point, keep the best weights, save the checkpoint, update the displays."""
     history = state.history
     miou = acc = math.nan
@@ -269,7 +272,7 @@ def _validation_point(run: _Run, plan: _Plan, state: TrainState) -> None:
     state.start_interval()
 
 
-def _resume(run: _Run, path: Path) -> TrainState:
+def _resume(run: TrainRun, path: Path) -> TrainState:
     """The training state saved in ``path``, loaded into the model, optimizer and RNG."""
     saved = read_checkpoint(path)
     last = saved["last"]
@@ -284,7 +287,7 @@ def _resume(run: _Run, path: Path) -> TrainState:
     return state
 
 
-def _train(run: _Run, plan: _Plan, loader: Iterable, state: TrainState) -> None:
+def _train(run: TrainRun, plan: TrainPlan, loader: Iterable, state: TrainState) -> None:
     """Train until :func:`should_stop` says why; ``state.history.stopped_by`` records it."""
     while not (reason := should_stop(plan, state)):
         batches = 0
@@ -327,7 +330,7 @@ def _start(
     device = resolve_device(device)
     model.to(device)
     amp = use_amp(amp, device)
-    return _Run(
+    return TrainRun(
         model=model,
         optimizer=optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
         loss_fn=loss_fn or nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX),
@@ -398,7 +401,7 @@ def fit(
     return state.history
 
 
-def _train_until_stopped(run: _Run, plan: _Plan, loader: Iterable, state: TrainState) -> None:
+def _train_until_stopped(run: TrainRun, plan: TrainPlan, loader: Iterable, state: TrainState) -> None:
     """:func:`_train`, stopped cleanly by Jupyter's stop button; closes the displays, leaves the model training."""
     run.model.train()
     try:
@@ -414,7 +417,9 @@ def _train_until_stopped(run: _Run, plan: _Plan, loader: Iterable, state: TrainS
         run.model.train()
 
 
-def _open_displays(run: _Run, plan: _Plan, state: TrainState, live_plot: bool, progress: bool) -> None:
+def _open_displays(
+    run: TrainRun, plan: TrainPlan, state: TrainState, live_plot: bool, progress: bool
+) -> None:
     """The live plot (with the points of a resumed run) and the progress bar, as asked."""
     from tqdm.auto import tqdm
 
