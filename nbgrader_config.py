@@ -59,7 +59,10 @@ c.Autograde.autograde_preprocessors = [
 # The formgrader and the feedback pages show students' outputs and markdown on the Jupyter server's origin:
 # sanitise them (nbconvert's own option; the formgrader builds its exporter from this config), so a submission's
 # <script> or event handler never runs in the instructor's browser. `course grade` also drops metadata.widgets.
+# The option cleans outputs; nbgrader's formgrade template renders markdown cells itself, so nbconvert's own
+# SanitizeHTML preprocessor also cleans every cell (markdown source, HTML outputs) before any template sees it.
 c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.preprocessors = ["nbconvert.preprocessors.sanitize.SanitizeHTML"]
 
 # Hidden tests never reach students: strip their source from generated feedback (nbgrader shows it by default).
 c.GenerateFeedback.preprocessors = [

@@ -15,8 +15,10 @@ What the kernel sees (everything else of the host does not exist for it):
 The kernel never runs as root. Run by root, bubblewrap would map the sandbox's user to root outside, so the
 command has two layers: an outer bubblewrap, run by root, builds the mount namespace (root can reach a
 Python under a private folder such as ``/root/.pyenv``, or a checkout in a 0700 folder, without changing any
-permission) and the PID namespace; ``setpriv`` then drops to an unprivileged uid with no capabilities and
-``no_new_privs``; an inner bubblewrap, run by that uid, adds the user namespace. Run by a normal user, one
+permission), a PID namespace and ``/proc``; ``setpriv`` then drops to an unprivileged uid with no capabilities
+and ``no_new_privs``; an inner bubblewrap, run by that uid, adds the user namespace and a PID namespace of its
+own (its ``/proc`` stays the outer one: a user namespace may not mount a new one over a ``/proc`` that
+bubblewrap has partly covered), so the kernel's parent is a PID 1 it cannot kill. Run by a normal user, one
 bubblewrap does it all.
 """
 
@@ -136,7 +138,7 @@ def _system_binds(made: set[str]) -> list[str]:
     return args
 
 
-def binds(mounts: Mounts) -> list[str]:
+def binds(mounts: Mounts, tmp_bytes: int) -> list[str]:
     """Every mount of the sandbox, in order (parents first; ``/tmp`` and the binds under it last)."""
     made: set[str] = set()
     args = _system_binds(made)
@@ -149,7 +151,19 @@ def binds(mounts: Mounts) -> list[str]:
         args += _parents(DATA_DIR, made) + ["--ro-bind", str(mounts.data), DATA_DIR]
     args += _parents(HOME, made) + ["--bind", str(mounts.scratch), HOME]
     args += _parents(KERNEL_DIR, made) + ["--bind", str(mounts.kernel), KERNEL_DIR]
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    # A private, size-capped /dev/shm (POSIX shared memory, torch's DataLoader workers), gone with the sandbox.
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(tmp_bytes),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+    ]
     for device in mounts.devices:
         args += ["--dev-bind-try", device, device]
     return args
@@ -181,11 +195,11 @@ def command(
     if host_uid is None:
         return [
             bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-            *binds(mounts), *tmp, *inner_tail,
+            *binds(mounts, tmp_bytes), *tmp, *inner_tail,
         ]  # fmt: skip
     outer = [
         bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-        "--die-with-parent", *binds(mounts), "--perms", "0755", "--dir", "/tmp",
+        "--die-with-parent", *binds(mounts, tmp_bytes), "--perms", "0755", "--dir", "/tmp",
         "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
     ]  # fmt: skip
     drop = [
@@ -193,7 +207,8 @@ def command(
         "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
     ]  # fmt: skip
     inner = [
-        bwrap, "--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--die-with-parent",
+        bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts",
+        "--die-with-parent",
         "--new-session", "--dev-bind", "/", "/", *tmp, *inner_tail,
     ]  # fmt: skip
     return outer + drop + inner

@@ -411,7 +411,9 @@ def _kernel_command(kernel_cmd: list[str], host_file: str, inside_file: str) -> 
 
 
 def _sandboxed_kernel_pid(outer: int) -> int | None:
-    """The kernel's host pid: the shallowest descendant of bubblewrap running ``ipykernel``."""
+    """The kernel's host pid: the shallowest descendant of bubblewrap that is this Python running ``ipykernel``
+    (bubblewrap's and ``setpriv``'s own command lines hold the kernel's command too, after theirs)."""
+    python = os.fsencode(sys.executable)
     children: dict[int, list[int]] = {}
     for pid_dir in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -422,7 +424,8 @@ def _sandboxed_kernel_pid(outer: int) -> int | None:
         level = [c for pid in level for c in children.get(pid, [])]
         for pid in level:
             with contextlib.suppress(OSError):
-                if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if argv[0] == python and any(b"ipykernel" in arg for arg in argv[1:3]):
                     return pid
     return None
 
