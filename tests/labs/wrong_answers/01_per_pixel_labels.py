@@ -19,11 +19,6 @@ _SEMANTIC = '''def semantic_from_instances(instance_map, instance_classes: dict,
         raise ValueError(f"instance_map {tuple(instance_map.shape)} and stuff {tuple(stuff.shape)} differ in shape")
 '''
 
-_BOXES = '''def boxes_from_instances(instance_map, instance_classes: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Detection targets: (boxes int64 K x 4 as x_min, y_min, x_max, y_max inclusive; labels int64 K)."""
-    instance_map = torch.as_tensor(instance_map).long()
-'''
-
 _COLOR = '''def color_to_index(color_mask, palette, ignore_color=IGNORE_COLOR, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Colour mask (uint8 H x W x 3) -> class-index mask (int64 H x W); unknown colours raise ValueError."""
     color_mask = torch.as_tensor(color_mask)
@@ -54,12 +49,6 @@ _CONFUSION = '''def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n
     """int64 C x C matrix, cm[t, p] = number of pixels of true class t predicted as p; ignored targets skipped."""
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
-'''
-
-_MAJORITY = '''def majority_class(masks, num_classes: int, ignore_index: int = IGNORE_INDEX) -> int:
-    """The class with the most non-ignored pixels over all masks (one tensor or a list); ties -> smaller index."""
-    if isinstance(masks, torch.Tensor):
-        masks = [masks]
 '''
 
 _RESIZE = '''from torchvision import tv_tensors
@@ -214,118 +203,6 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
             raise ValueError(f"instance id {k} is not in instance_classes")
         semantic[instance_map == k] = instance_classes[k]
     return semantic
-""",
-        ),
-    ],
-    "ex1_boxes": [
-        # rule: x = column, y = row
-        (
-            "rows and columns swapped",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k in torch.unique(instance_map).tolist():
-        if k == 0:
-            continue
-        if k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        boxes.append([int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())])
-        labels.append(int(instance_classes[k]))
-    return torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: inclusive pixel indices
-        (
-            "exclusive max",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k in torch.unique(instance_map).tolist():
-        if k == 0:
-            continue
-        if k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        boxes.append([int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1])
-        labels.append(int(instance_classes[k]))
-    return torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: one row per id present in the map, in increasing order (not the dict's ids, not its order)
-        (
-            "one row per dict entry",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k, c in instance_classes.items():
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        if len(rows):
-            boxes.append([int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())])
-            labels.append(int(c))
-    for k in torch.unique(instance_map).tolist():
-        if k != 0 and k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-    return torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: a map without instances gives shapes (0, 4) and (0,)
-        (
-            "empty map gives shape (0,)",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k in torch.unique(instance_map).tolist():
-        if k == 0:
-            continue
-        if k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        boxes.append([int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())])
-        labels.append(int(instance_classes[k]))
-    return torch.tensor(boxes, dtype=torch.int64), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: an id missing from instance_classes raises ValueError, as in (a)
-        (
-            "missing id gets class 0",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k in torch.unique(instance_map).tolist():
-        if k == 0:
-            continue
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        boxes.append([int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())])
-        labels.append(int(instance_classes.get(k, 0)))
-    return torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: boxes and labels are int64
-        (
-            "float boxes",
-            _BOXES
-            + """    boxes, labels = [], []
-    for k in torch.unique(instance_map).tolist():
-        if k == 0:
-            continue
-        if k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-        rows, cols = torch.nonzero(instance_map == k, as_tuple=True)
-        boxes.append([int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())])
-        labels.append(int(instance_classes[k]))
-    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
-""",
-        ),
-        # rule: torchvision.ops.masks_to_boxes is not allowed
-        (
-            "calls masks_to_boxes",
-            _BOXES
-            + """    from torchvision.ops import masks_to_boxes
-
-    ids = [k for k in torch.unique(instance_map).tolist() if k != 0]
-    for k in ids:
-        if k not in instance_classes:
-            raise ValueError(f"instance id {k} is not in instance_classes")
-    if not ids:
-        return torch.zeros(0, 4, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
-    boxes = masks_to_boxes(torch.stack([instance_map == k for k in ids])).long()
-    return boxes, torch.tensor([instance_classes[k] for k in ids], dtype=torch.int64)
 """,
         ),
     ],
@@ -831,54 +708,6 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
             ),
         ),
     ],
-    "ex4_baseline": [
-        # rule: ignored pixels are not counted
-        (
-            "counts ignored pixels",
-            _MAJORITY
-            + """    flat = torch.cat([torch.as_tensor(m).reshape(-1).long() for m in masks])
-    return int(torch.bincount(flat).argmax())
-""",
-        ),
-        # rule: ties are broken towards the smaller index
-        (
-            "ties go to the first seen",
-            _MAJORITY
-            + """    from collections import Counter
-
-    counts = Counter()
-    for m in masks:
-        counts.update(v for v in torch.as_tensor(m).flatten().tolist() if v != ignore_index)
-    return counts.most_common(1)[0][0]
-""",
-        ),
-        # rule: a list of tensors of any shapes
-        (
-            "stacks the list",
-            _MAJORITY
-            + """    flat = torch.stack([torch.as_tensor(m).long() for m in masks]).reshape(-1)
-    counts = torch.bincount(flat[flat != ignore_index], minlength=num_classes)[:num_classes]
-    return int(counts.argmax())
-""",
-        ),
-        # rule: returns an int
-        (
-            "returns a tensor",
-            _MAJORITY
-            + """    flat = torch.cat([torch.as_tensor(m).reshape(-1).long() for m in masks])
-    return torch.bincount(flat[flat != ignore_index], minlength=num_classes)[:num_classes].argmax()
-""",
-        ),
-        # rule: the ignore_index argument, not 255
-        (
-            "ignore_index hard-coded",
-            _MAJORITY
-            + """    flat = torch.cat([torch.as_tensor(m).reshape(-1).long() for m in masks])
-    counts = torch.bincount(flat[flat != 255], minlength=num_classes)[:num_classes]
-    return int(counts.argmax())
-""",
-        ),
-    ],
     "ex5_resize": [
         # rule: the mask is resized with nearest neighbour, never interpolated
         (
@@ -999,13 +828,11 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
 
 TEST_CELLS: dict[str, tuple[str, ...]] = {
     "ex1_semantic": ("ex1_semantic_tests",),
-    "ex1_boxes": ("ex1_boxes_tests",),
     "ex2_color": ("ex2_color_tests",),
     "ex2_one_hot": ("ex2_one_hot_tests",),
     "ex3_loss": ("ex3_loss_tests", "ex3_loss_edge_tests"),
     "ex4_confusion": ("ex4_confusion_tests",),
     "ex4_scores": ("ex4_scores_tests",),
-    "ex4_baseline": ("ex4_baseline_tests",),
     "ex5_resize": ("ex5_resize_tests",),
     "ex6_model": ("ex6_model_tests",),
 }
