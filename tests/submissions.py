@@ -39,8 +39,9 @@ for _victim in [{canary!r}, {other!r}, {config!r}]:
     except OSError as _err:
         print("blocked:", type(_err).__name__)
 for _folder in [{submitted!r}, {course!r}]:
+    _existed = os.path.exists(_folder)  # in a sandbox it does not exist at all: nothing to remove
     shutil.rmtree(_folder, ignore_errors=True)
-    print("ESCAPED: removed " + _folder if not os.path.exists(_folder) else "blocked: rmtree")
+    print("ESCAPED: removed " + _folder if _existed and not os.path.exists(_folder) else "blocked: rmtree")
 for _name in os.listdir("."):  # its own scratch folder: allowed, harmless
     shutil.rmtree(_name, ignore_errors=True) if os.path.isdir(_name) else os.remove(_name)
 """,

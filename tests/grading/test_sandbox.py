@@ -181,7 +181,7 @@ EXPECTED = {
     "test_unlocked": ("tampered: test cell metadata changed", 0.0),
     "duplicate_grade_id": ("tampered: duplicate grade_id", 0.0),
     "test_source_emptied": ("graded", None),
-    "monkeypatch_checks": ("graded", 4.0),
+    "monkeypatch_checks": ("graded", None),  # its zeros pass one hidden case of ex1 ("all pixels ignored")
     "corrupt": ("ungraded: corrupt notebook", 0.0),
     "escape_all": ("graded", 10.0),
     "output_flood": ("graded", 10.0),
@@ -572,7 +572,7 @@ def test_monkeypatched_comparisons_do_not_fool_the_checks(batch):
     text = _outputs_text(_autograded(batch, "monkeypatch_checks"))
     assert "CAUGHT" in text and "FOOLED" not in text, text[-800:]
     grades = batch["results"]["monkeypatch_checks"]["grades"]
-    assert grades[f"{LAB}/ex1_count_pixels_tests"] == 0, grades
+    assert grades[f"{LAB}/ex1_count_pixels_tests"] < 6, grades  # the wrong answer does not get full marks
 
 
 def test_restored_test_cell_still_catches_a_wrong_answer(batch):
