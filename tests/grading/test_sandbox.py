@@ -46,7 +46,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from seglabs_grading import cgroup, sandbox
+from seglabs_grading import bwrap, cgroup, sandbox
 from seglabs_grading import course as course_mod
 from tests import submissions as subs
 from tests.labtools import ROOT, lab_names
@@ -654,3 +654,67 @@ def test_kernel_environment_is_a_whitelist(monkeypatch):
     assert "AWS_SECRET_ACCESS_KEY" not in env and "SEGLAB_GRADING_DIR" not in env
     assert env["SEGLAB_BUDGET"] == "ci" and env["SEGLAB_DATA"] == "/data" and env["PYTHONHASHSEED"] == "0"
     assert env["OMP_NUM_THREADS"] == "3" and env["HOME"] == "/home/student" and env["TMPDIR"] == "/tmp"
+
+
+def test_grading_refuses_without_bubblewrap_and_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH...
+    monkeypatch.setattr(bwrap, "Path", lambda p: tmp_path / "missing" if p == "/usr/bin/bwrap" else Path(p))
+    with pytest.raises(bwrap.SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox.check_sandbox()
+
+
+def _dataset(folder: Path, name: str) -> Path:
+    ds = folder / name
+    (ds / "train").mkdir(parents=True)
+    (ds / "train" / "0.png").write_bytes(b"png")
+    (ds / "seglab.json").write_text("{}")
+    for path in (ds / "train" / "0.png", ds / "seglab.json"):
+        os.chmod(path, 0o600)
+    for path in (ds / "train", ds):
+        os.chmod(path, 0o700)  # as a kernel's umask 077 leaves it
+    return ds
+
+
+def test_datasets_of_the_reference_run_are_published_readable_by_every_kernel(tmp_path):
+    job = tmp_path / "job"
+    made = job / "scratch" / sandbox.DATA_LINKS
+    _dataset(made, "scenes-64px-200-50-seed0")
+    (made / "half-written").mkdir()  # no seglab.json: not a complete dataset, never published
+    shared = tmp_path / "shared"
+    assert sandbox.publish_datasets(job, shared) == ["scenes-64px-200-50-seed0"]
+    published = shared / "scenes-64px-200-50-seed0"
+    modes = {
+        p.relative_to(published).as_posix(): p.stat().st_mode & 0o777
+        for p in [published, *published.rglob("*")]
+    }
+    assert modes == {".": 0o755, "train": 0o755, "train/0.png": 0o644, "seglab.json": 0o644}
+    assert not (shared / "half-written").exists()
+    # A later kernel's data folder links it (the shared cache is bound read-only at bwrap.DATA_DIR).
+    scratch = tmp_path / "scratch"
+    assert sandbox._link_datasets(scratch, str(shared)) == f"{bwrap.HOME}/{sandbox.DATA_LINKS}"
+    link = scratch / sandbox.DATA_LINKS / "scenes-64px-200-50-seed0"
+    assert os.readlink(link) == f"{bwrap.DATA_DIR}/scenes-64px-200-50-seed0"
+
+
+def test_a_private_dataset_in_the_shared_cache_is_made_readable(tmp_path):
+    ds = _dataset(tmp_path / "cache", "scenes-64px-2000-500-seed0")
+    sandbox.share_datasets(tmp_path / "cache")
+    assert ds.stat().st_mode & 0o777 == 0o755 and (ds / "seglab.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_output_cap_counts_every_kind_of_output():
+    sizes = {kind: sandbox._size({"data": {"text/plain": "x" * 1000}}) for kind in sandbox._CAPPED}
+    assert all(size >= 1000 for size in sizes.values())
+    assert {
+        "stream",
+        "display_data",
+        "update_display_data",
+        "execute_result",
+        "error",
+        "comm_msg",
+    } <= sandbox._CAPPED
+    error = {
+        "content": {"ename": "ValueError", "evalue": "z" * (1 << 20), "traceback": ["t" * (1 << 20)] * 50}
+    }
+    short = sandbox._shortened_error(error)["content"]
+    assert short["ename"] == "ValueError" and sandbox._size(short) < 20_000
