@@ -179,6 +179,8 @@ def create(memory_mb: int, pids: int) -> tuple[Cgroup | None, str]:
 
 def describe(group: Cgroup | None, reason: str, memory_mb: int) -> str:
     """One line for the grading summary: how memory was capped."""
+    if not memory_mb:
+        return "memory cap: none (--memory-mb 0)"
     if group is not None:
         return f"memory cap: cgroup v{group.version}, {memory_mb} MB per submission (shared memory included)"
     return (
