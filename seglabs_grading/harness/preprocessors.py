@@ -53,6 +53,29 @@ def harness_cells(nb: Any) -> list[Any]:
     return [c for c in nb.cells if is_test_cell(c) and split_test_cell(c.source) is not None]
 
 
+def trusted_test_cells(resources: dict[str, Any]) -> dict[str, tuple[tuple[str, str], float]]:
+    """``{grade_id: ((visible part, hidden block), points)}`` of the notebook's harness-form test cells, **read from
+    the gradebook** (the instructor's release), never from the submitted notebook: a cell a student adds or edits
+    can never have its "hidden block" run in the grader's process."""
+    from nbgrader.api import Gradebook
+
+    info = resources.get("nbgrader", {})
+    if not all(info.get(k) for k in ("db_url", "notebook", "assignment")):
+        return {}
+    out = {}
+    with Gradebook(info["db_url"]) as gb:
+        source_nb = gb.find_notebook(info["notebook"], info["assignment"])
+        solutions = {c.name for c in source_nb.solution_cells}
+        for grade_cell in source_nb.grade_cells:
+            if grade_cell.name in solutions or grade_cell.cell_type != "code":
+                continue
+            source = gb.find_source_cell(grade_cell.name, info["notebook"], info["assignment"]).source
+            split = split_test_cell(source)
+            if split is not None:
+                out[grade_cell.name] = (split, float(grade_cell.max_score))
+    return out
+
+
 def plain_text(outputs: list[Any]) -> str:
     """What the kernel showed, as plain text: streams, ``ename: evalue`` of errors, text/plain of results."""
     parts = []
@@ -112,7 +135,12 @@ class HarnessExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         resources = resources if resources is not None else {}
         info = resources.get("nbgrader", {})
-        self._harness_needed = bool(harness_cells(nb))
+        self._trusted = trusted_test_cells(resources)
+        if harness_cells(nb) and not self._trusted:
+            raise HarnessUnavailable(
+                "this notebook has hidden tests of the harness form, but nbgrader gave no gradebook to read the "
+                "released test cells from: " + USE_COURSE_GRADE
+            )
         self._transport = None
         self._records: dict[str, Any] = {}
         self._seed = seed_for(
@@ -123,11 +151,11 @@ class HarnessExecute(Execute):
         finally:
             if self._transport is not None:
                 self._transport.close()
-        resources[STATE] = {"records": self._records, "seed": self._seed}
+        resources[STATE] = {"records": self._records, "seed": self._seed, "cells": sorted(self._trusted)}
         return nb, resources
 
     def _secret(self, info: dict[str, Any]) -> bytes:
-        if not self._harness_needed:
+        if not self._trusted:
             return b""
         if self.secret_file:
             return course_secret(Path(self.secret_file).parent)
@@ -152,31 +180,32 @@ class HarnessExecute(Execute):
             ) from err
 
     def preprocess_cell(self, cell, resources, index):
-        if self._harness_needed and self._transport is None:
+        if self._trusted and self._transport is None:
             self._connect()  # before the first cell: the student's code has not run yet
         if not is_test_cell(cell):
             return super().preprocess_cell(cell, resources, index)
         saved = cell.metadata
         cell.metadata = type(saved)(nbgrader=saved.get("nbgrader", {}))  # tags and run options ignored
         try:
-            split = split_test_cell(cell.source)
-            if split is None:  # a legacy block: runs in the kernel, as before
+            grade_id = str(cell.metadata["nbgrader"].get("grade_id"))
+            if (
+                grade_id not in self._trusted
+            ):  # a legacy block (or a cell the release does not have): the kernel
                 return super().preprocess_cell(cell, resources, index)
-            source, cell.source = cell.source, split[0]
+            (visible, block), points = self._trusted[grade_id]
+            source, cell.source = cell.source, visible
             try:
                 super().preprocess_cell(cell, resources, index)
             finally:
                 cell.source = source
-            self._judge(cell, split[1])
+            self._judge(cell, grade_id, block, points)
             return cell, resources
         finally:
             cell.metadata = saved
 
-    def _judge(self, cell: Any, block: str) -> None:
-        meta = cell.metadata["nbgrader"]
-        grade_id = str(meta["grade_id"])
+    def _judge(self, cell: Any, grade_id: str, block: str, points: float) -> None:
         student = Student(self._transport, time_limit_s=self.call_time_limit)
-        verdict = run_hidden(block, student, seed=self._seed, points=float(meta["points"]), grade_id=grade_id)
+        verdict = run_hidden(block, student, seed=self._seed, points=points, grade_id=grade_id)
         record = {"verdict": verdict.to_dict(), "visible": plain_text(cell.get("outputs", []))}
         self._records[grade_id] = record
         write_verdict(cell, record)
@@ -186,24 +215,27 @@ class HarnessVerdicts(NbGraderPreprocessor):
     """Before ``SaveAutoGrades``: every harness test cell's outputs come from the harness's verdict alone."""
 
     def preprocess(self, nb, resources):
-        cells = harness_cells(nb)
         state = resources.get(STATE)
-        if cells and state is None:
-            raise HarnessUnavailable(
-                "this notebook has hidden tests of the harness form but the autograde pipeline did not run "
-                "seglabs_grading.harness.preprocessors.HarnessExecute (configure it in nbgrader_config.py): "
-                + USE_COURSE_GRADE
+        if state is None:
+            trusted = trusted_test_cells(resources)
+            if trusted or harness_cells(nb):
+                raise HarnessUnavailable(
+                    "this notebook has hidden tests of the harness form but the autograde pipeline did not run "
+                    "seglabs_grading.harness.preprocessors.HarnessExecute (configure it in nbgrader_config.py): "
+                    + USE_COURSE_GRADE
+                )
+            return nb, resources
+        records = state["records"]
+        for cell in nb.cells:
+            grade_id = str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"))
+            if not is_test_cell(cell) or grade_id not in state["cells"]:
+                continue
+            points = float(cell.metadata["nbgrader"].get("points", 0))
+            write_verdict(
+                cell,
+                records.get(grade_id) or {"verdict": Verdict(grade_id, points, error="not run").to_dict()},
             )
-        records = state["records"] if state else {}
-        for cell in cells:
-            grade_id = str(cell.metadata["nbgrader"]["grade_id"])
-            record = records.get(grade_id) or {
-                "verdict": Verdict(
-                    grade_id, float(cell.metadata["nbgrader"]["points"]), error="not run"
-                ).to_dict()
-            }
-            write_verdict(cell, record)
-        if cells:
+        if state["cells"]:
             nb.metadata[STATE] = {
                 "seed": state["seed"],
                 "scores": {g: r["verdict"]["score"] for g, r in records.items()},

@@ -334,7 +334,26 @@ def test_no_code_in_the_kernel_raises_its_score_above_what_its_answers_earn(batc
     n = len(batch["hostile"])
     print(f"\n{n} hostile submissions, {len(above)} scored above their answers")
     assert not above, "\n".join(above) + "\n" + batch["log"][-3000:]
-    assert graded >= n - 1, f"only {graded} of {n} hostile submissions were graded\n{batch['log'][-3000:]}"
+    may_fail = {"os_exit_mid_call", "patched_isinstance"}  # ungraded (kernel died or hung): scores nothing
+    expected = len(set(batch["hostile"]) - may_fail)
+    assert graded >= expected, f"only {graded} of {n} hostile submissions were graded\n{batch['log'][-3000:]}"
+
+
+def test_the_harness_runs_only_hidden_blocks_of_the_release_read_from_the_gradebook(batch):
+    # A cell a student adds with test-cell metadata and a "hidden block" is never run in the grader's process:
+    # the blocks come from the gradebook. (nbgrader itself refuses a notebook with a grade cell it does not know,
+    # and stops its whole batch there: `course grade` grades one submission per job.)
+    from seglabs_grading.harness.preprocessors import trusted_test_cells
+    from seglabs_grading.harness.runner import split_test_cell
+
+    db_url = f"sqlite:///{batch['course'] / 'grading' / 'gradebook.db'}"
+    trusted = trusted_test_cells({"nbgrader": {"db_url": db_url, "notebook": LAB, "assignment": LAB}})
+    solution = {
+        nbgrader_meta(c)["grade_id"]: c.source for c in read(solution_path(LAB)).cells if nbgrader_meta(c)
+    }
+    assert sorted(trusted) == [EX1, EX2]
+    for grade_id, (split, points) in trusted.items():
+        assert split == split_test_cell(solution[grade_id]) and points == POINTS[grade_id]
 
 
 def test_an_honest_answer_next_to_an_attack_still_earns_its_points(batch):

@@ -386,3 +386,43 @@ def test_jupyter_transport_against_a_real_kernel(tmp_path):
         transport.close()
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+# --- nbgrader integration: refusing instead of a silent 0 ------------------------------------------
+def _harness_notebook():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(
+        "### BEGIN HIDDEN TESTS\n# harness\nrun_cases({})\n### END HIDDEN TESTS\n"
+    )
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "ex1_tests", "points": 2}
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "'ok'"}, execution_count=1)]
+    nb.cells = [cell]
+    return nb
+
+
+def test_a_pipeline_without_the_harness_refuses_with_a_message_naming_course_grade():
+    from seglabs_grading.harness.preprocessors import HarnessUnavailable, HarnessVerdicts
+
+    with pytest.raises(HarnessUnavailable, match="course grade"):
+        HarnessVerdicts().preprocess(_harness_notebook(), {})
+
+
+def test_verdict_outputs_replace_whatever_the_kernel_wrote():
+    from seglabs_grading.harness.preprocessors import STATE, HarnessVerdicts
+    from seglabs_grading.harness.runner import CaseResult, Verdict
+
+    nb = _harness_notebook()
+    nb.cells[0].metadata["tags"] = ["skip-execution"]
+    verdict = Verdict("ex1_tests", 2.0, [CaseResult("a", True), CaseResult("b", False, "wrong")], score=1.0)
+    record = {"verdict": verdict.to_dict(), "visible": "✓ visible\nValueError: boom\n"}
+    resources = {STATE: {"records": {"ex1_tests": record}, "seed": 7, "cells": ["ex1_tests"]}}
+    nb, _ = HarnessVerdicts().preprocess(nb, resources)
+    outputs = nb.cells[0].outputs
+    assert [o["output_type"] for o in outputs] == ["stream", "stream", "execute_result"]
+    assert all(o.get("name", "stdout") == "stdout" for o in outputs)
+    assert outputs[-1]["data"]["text/plain"] == "1" and "✗ b: wrong" in outputs[1]["text"]
+    from nbgrader.utils import determine_grade
+
+    assert determine_grade(nb.cells[0]) == (1.0, 2.0)
