@@ -165,11 +165,8 @@ def independence_problems(nb) -> tuple[list[str], int, int]:
     return problems, checked, legacy
 
 
-# Known finding, left to the lab's owner: the text of exercises 5 and 6 does not announce that they use the answers
-# of exercises 3 and 4. Strict: this marker must go when the text is fixed.
-KNOWN = {
-    "02_unpooling": "exercises 5-6 use exercise 3/4 answers without saying so in their text (lab owner to add)",
-}
+# Known findings, left to a lab's owner: {lab: reason}. Strict: a marker must go when the text is fixed.
+KNOWN: dict[str, str] = {}
 LABS = [
     pytest.param(lab, marks=pytest.mark.xfail(strict=True, reason=KNOWN[lab])) if lab in KNOWN else lab
     for lab in lab_names()
