@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from tests.labtools import read, solution_path
 
 LAB = "05_classifier_to_fcn"
@@ -20,7 +21,9 @@ RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGEN
 @pytest.fixture(scope="module")
 def pipeline():
     """The notebook's pipeline cell, executed in a fresh namespace."""
-    cells = [c for c in read(solution_path(LAB)).cells if c.cell_type == "code" and c.source.startswith(MARKER)]
+    cells = [
+        c for c in read(solution_path(LAB)).cells if c.cell_type == "code" and c.source.startswith(MARKER)
+    ]
     assert len(cells) == 1, f"{LAB}: exactly one code cell must start with {MARKER!r}"
     namespace: dict = {"__name__": "lab05_real_data"}
     exec(compile(cells[0].source, f"{LAB}-real-data-cell", "exec"), namespace)  # noqa: S102 - our own notebook
@@ -38,7 +41,9 @@ def tiny_voc(tmp_path):
     for split, n in (("train", 4), ("val", 2)):
         ids = [f"{split}{k}" for k in range(n)]
         for name in ids:
-            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+                root / "JPEGImages" / f"{name}.jpg"
+            )
             mask = np.zeros((40, 48), dtype=np.uint8)
             mask[10:30, 12:36] = 8
             mask[9, 12:36] = 255
@@ -95,12 +100,16 @@ def test_fc_as_a_1x1_convolution_is_exact(pipeline):
         logits = backbone(x)
         out = fcn(torch.rand(1, 3, 50, 70))
     assert tuple(scores.shape) == (2, 1000, 3, 2)
-    assert torch.allclose(scores.mean(dim=(2, 3)), logits, atol=1e-4), "mean of the score map must be the logits"
+    assert torch.allclose(scores.mean(dim=(2, 3)), logits, atol=1e-4), (
+        "mean of the score map must be the logits"
+    )
     assert tuple(out.shape) == (1, 21, 50, 70), "the FCN must return full-size scores for any input size"
 
 
 def test_pipeline_trains_on_a_tiny_voc_tree(pipeline, tiny_voc, torch_cache):
-    result = pipeline["run_real_data"]("voc", steps=2, device="cpu", crop=32, batch_size=2, root=str(tiny_voc))
+    result = pipeline["run_real_data"](
+        "voc", steps=2, device="cpu", crop=32, batch_size=2, root=str(tiny_voc)
+    )
     assert result is not None
     model, history = result
     assert history["step"][-1] == 2 and 0.0 <= history["miou"][-1] <= 1.0

@@ -651,12 +651,12 @@ for name in ("pretrained", "scratch"):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
         super().__init__()
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.conv = nn.Sequential(nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-            if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
+        if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
             raise ValueError(f"skip is {tuple(skip.shape[-2:])}, expected twice x's {tuple(x.shape[-2:])}")
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 '''),
@@ -665,12 +665,12 @@ for name in ("pretrained", "scratch"):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
         super().__init__()
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.conv = nn.Sequential(nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-            if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
+        if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
             raise ValueError(f"skip is {tuple(skip.shape[-2:])}, expected twice x's {tuple(x.shape[-2:])}")
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 '''),
@@ -679,12 +679,12 @@ for name in ("pretrained", "scratch"):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
         super().__init__()
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.conv = nn.Sequential(nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-            if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
+        if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
             raise ValueError(f"skip is {tuple(skip.shape[-2:])}, expected twice x's {tuple(x.shape[-2:])}")
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 '''),
@@ -693,12 +693,12 @@ for name in ("pretrained", "scratch"):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
         super().__init__()
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.conv = nn.Sequential(nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-            if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
+        if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
             skip = F.interpolate(skip, size=(2 * x.shape[-2], 2 * x.shape[-1]))
         if False:
             raise ValueError(f"skip is {tuple(skip.shape[-2:])}, expected twice x's {tuple(x.shape[-2:])}")
@@ -709,12 +709,12 @@ for name in ("pretrained", "scratch"):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
         super().__init__()
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.conv = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-            if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
+        if tuple(skip.shape[-2:]) != (2 * x.shape[-2], 2 * x.shape[-1]):
             raise ValueError(f"skip is {tuple(skip.shape[-2:])}, expected twice x's {tuple(x.shape[-2:])}")
         return self.conv(self.up(x) + skip[:, : x.shape[1]])
 '''),
