@@ -493,6 +493,19 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
     return torch.tensor(total / count if count else float("nan"), dtype=logits.dtype)
 """,
         ),
+        # rule: a 0-dim tensor equal to F.cross_entropy's, so of the logits' dtype
+        (
+            "computes in float64",
+            _LOSS
+            + """    x = logits.double()  # "to be safe"
+    shifted = x - x.max(dim=1, keepdim=True).values
+    log_sum_exp = shifted.exp().sum(dim=1).log()
+    valid = target != ignore_index
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    per_pixel = log_sum_exp - shifted.gather(1, safe_target.unsqueeze(1)).squeeze(1)
+    return per_pixel[valid].sum() / valid.sum()
+""",
+        ),
         # rule: the built-in losses are not allowed
         (
             "calls F.log_softmax",
