@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from tests.labtools import (
@@ -63,3 +65,15 @@ def test_release_leaks_no_solution_and_no_hidden_test(lab):
     assert not leaked, f"labs/{lab} contains hidden-test lines, e.g. {leaked[0]!r}"
     stubs = sum("raise NotImplementedError()" in cell.source for cell in nb.cells if cell.cell_type == "code")
     assert stubs > 0, f"labs/{lab} has no answer stub left for students"
+
+
+@pytest.mark.parametrize("lab", LAB_LIST)
+def test_release_holds_no_instructor_only_material(lab):
+    """Instructor notes and rubrics live in docs/instructors.md or inside solution regions, never in labs/."""
+    instructor_only = re.compile(r"instructors?'?s?'? (notes?|guide|only)|for instructors|rubric", re.I)
+    for cell in read(release_path(lab)).cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        found = instructor_only.search(cell.source) or instructor_only.search(grade_id.replace("_", " "))
+        assert not found, (
+            f"labs/{lab} holds instructor-only material ({found.group(0)!r}): move it to docs/instructors.md"
+        )
