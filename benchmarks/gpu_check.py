@@ -255,14 +255,22 @@ def train_rate(make_model, device, *, amp: bool, channels_last: bool, batch: int
 
 def check_throughput(step: Step, namespace: dict, device, seconds: float, batches: tuple[int, ...]) -> None:
     """images/s for fp32 / AMP x contiguous / channels_last (AMP only on CUDA), as a table in ``metrics``."""
+    import torch
+
     make = lambda: namespace["FCN"](variant="4s")
     rates = {}
-    for batch in batches:
-        for amp in (False, True) if device.type == "cuda" else (False,):
-            for channels_last in (False, True):
-                key = f"batch {batch}, {'AMP' if amp else 'fp32'}, {'channels_last' if channels_last else 'NCHW'}"
-                rates[key] = round(train_rate(make, device, amp=amp, channels_last=channels_last, batch=batch,
-                                              seconds=seconds))  # fmt: skip
+    # The lab's seed_everything asks cuDNN for deterministic kernels; a speed measurement lets it pick the fastest.
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    try:
+        for batch in batches:
+            for amp in (False, True) if device.type == "cuda" else (False,):
+                for channels_last in (False, True):
+                    key = f"batch {batch}, {'AMP' if amp else 'fp32'}, {'channels_last' if channels_last else 'NCHW'}"
+                    rates[key] = round(train_rate(make, device, amp=amp, channels_last=channels_last, batch=batch,
+                                                  seconds=seconds))  # fmt: skip
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
     if device.type != "cuda":
         step.detail = "AMP is CUDA-only: fp32 rows only;"
     step.metrics["images_per_s"] = rates
