@@ -4,8 +4,9 @@
 ``seglabs_grading.harness.kernel_side``. It imports only ``json``, ``base64``, ``math``, ``importlib``, ``torch``,
 ``helpers.checks``, IPython's ``get_ipython`` (to publish a reply on the kernel's IOPub channel) and
 :mod:`seglabs_grading.harness.protocol`; it contains no hidden test and no solution. No network, no file and no
-socket is used: requests arrive as silent ``execute_request`` messages on the Jupyter shell channel the kernel
-already has (ipc transport works), and replies leave as one ``display_data`` of MIME type
+socket is used: a request is a silent ``execute_request`` on the Jupyter shell channel the kernel already has
+(ipc transport works) whose code calls :func:`serve`; the request's JSON follows as the answer to the kernel's
+``input_request`` (stdin channel), and the reply leaves as one ``display_data`` of MIME type
 :data:`~seglabs_grading.harness.protocol.MIME` tied to the request's nonce.
 
 Nothing here is trusted: the student's code runs in the same process and may replace any of it. The harness
@@ -33,9 +34,16 @@ _handles: dict[int, Any] = {}
 _next_id = [0]
 
 
-def serve(namespace: dict, nonce: str, request: str) -> None:
-    """Answer one request from the harness: publish the reply (never raises, except on an interrupt)."""
+def serve(namespace: dict, nonce: str, request: str | None = None) -> None:
+    """Answer one request from the harness: publish the reply (never raises, except on an interrupt).
+
+    Without ``request`` the request is read with ``input()``: the harness answers the kernel's ``input_request``
+    on the stdin channel, so a large request never goes through IPython's handling of cell source."""
     try:
+        if request is None:
+            import builtins
+
+            request = builtins.input("")
         reply = _answer(namespace, request)
     except KeyboardInterrupt:
         raise  # the harness's time limit interrupted the call: it already stopped waiting

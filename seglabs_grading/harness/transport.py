@@ -1,7 +1,8 @@
 """How the harness reaches the kernel: silent requests on the Jupyter shell channel of the kernel that runs.
 
 Each request is one ``execute_request`` (``silent``, no history) of a fixed one-line call into
-:func:`seglabs_grading.harness.kernel_side.serve` carrying the JSON request and a fresh nonce. The reply is the
+:func:`seglabs_grading.harness.kernel_side.serve` with a fresh nonce; the JSON request is the answer to the
+``input_request`` that call makes (stdin channel), so IPython never transforms or compiles it. The reply is the
 first ``display_data`` of MIME type :data:`~.protocol.MIME` whose parent is that request and whose nonce
 matches; everything else the kernel publishes meanwhile (the student's prints, replies to requests never
 asked) is ignored. The harness uses its own blocking client on the kernel's connection file, so it works with
@@ -48,7 +49,9 @@ class JupyterTransport:
         context.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES + (1 << 20))  # a larger one is dropped
         client = BlockingKernelClient(context=context)
         client.load_connection_info(connection_info)
-        client.start_channels()
+        client.start_channels(
+            hb=False
+        )  # liveness comes from the kernel manager (a young heartbeat reads as dead)
         client.wait_for_ready(timeout=60)
         return cls(client, interrupt, is_alive)
 
@@ -67,11 +70,12 @@ class JupyterTransport:
         if self.broken:
             raise KernelDied(self.broken) if "exited" in self.broken else TimeoutError(self.broken)
         nonce = secrets.token_hex(16)
-        code = f"{SERVE}(globals(), {nonce!r}, {protocol.dumps(message)!r})"
+        payload = protocol.dumps(message)
+        code = f"{SERVE}(globals(), {nonce!r})"  # the request follows on stdin: IPython never parses it
         msg_id = self.client.execute(
-            code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False
+            code, silent=True, store_history=False, allow_stdin=True, stop_on_error=False
         )
-        reply, idle = self._collect(msg_id, nonce, time.monotonic() + timeout)
+        reply, idle = self._collect(msg_id, nonce, time.monotonic() + timeout, payload)
         if not idle:
             self._recover(msg_id)
             raise TimeoutError(f"the call did not finish within {timeout:g} s")
@@ -80,15 +84,30 @@ class JupyterTransport:
             raise protocol.ProtocolError("the kernel sent no reply (its harness side was replaced or broken)")
         return reply
 
-    def _collect(self, msg_id: str, nonce: str, deadline: float) -> tuple[dict[str, Any] | None, bool]:
-        """Read IOPub until the request's ``idle`` status or the deadline: (reply or None, idle seen)."""
+    def _answer_input(self, msg_id: str, payload: str | None) -> str | None:
+        """Send ``payload`` when the kernel asks for input for this request; what is left to send."""
+        try:
+            msg = self.client.get_stdin_msg(timeout=0.002)
+        except queue.Empty:
+            return payload
+        if msg.get("msg_type") == "input_request" and msg.get("parent_header", {}).get("msg_id") == msg_id:
+            self.client.input(payload if payload is not None else "")  # asked twice: an empty answer
+            return None
+        return payload
+
+    def _collect(
+        self, msg_id: str, nonce: str, deadline: float, payload: str | None = None
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Answer the request's input_request with ``payload``; read IOPub until the request's ``idle`` status or
+        the deadline: (reply or None, idle seen)."""
         reply = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return reply, False
+            payload = self._answer_input(msg_id, payload)
             try:
-                msg = self.client.get_iopub_msg(timeout=min(remaining, 0.5))
+                msg = self.client.get_iopub_msg(timeout=min(remaining, 0.02 if payload is not None else 0.5))
             except queue.Empty:
                 if not self.is_alive():
                     self.broken = "the kernel exited during a call"

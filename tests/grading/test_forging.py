@@ -32,7 +32,15 @@ from seglabs_grading import course as course_mod
 from seglabs_grading import sandbox
 from seglabs_grading.harness.runner import cell_score
 from tests import submissions as subs
-from tests.labtools import hidden_test_lines, nbgrader, nbgrader_env, nbgrader_meta, read, solution_path
+from tests.labtools import (
+    hidden_test_lines,
+    lab_names,
+    nbgrader,
+    nbgrader_env,
+    nbgrader_meta,
+    read,
+    solution_path,
+)
 
 LAB = "00_getting_started"
 EX1, EX2 = "ex1_count_pixels_tests", "ex2_image_level_labels_tests"
@@ -420,3 +428,50 @@ def test_a_leaking_feedback_page_is_withheld_and_the_others_are_kept(batch, monk
     ]
     assert report.pages and all("one-case-wrong" not in str(p) for p in report.pages)
     assert not (course.feedback / "one-case-wrong" / LAB / f"{LAB}.html").exists()
+
+
+# --- every lab (make test-full): generic attacks on the untouched student version must score 0 -------------------
+def _generic_hostile(lab: str, release: Path) -> dict[str, object]:
+    """Attacks that need no knowledge of the lab, on its untouched version (which earns 0 everywhere)."""
+    tests = subs.test_cell_ids(read(release))
+
+    def tagged_with_hooks():
+        nb = _with_cell(read(release), HOOKS)
+        for cell in nb.cells:
+            if nbgrader_meta(cell).get("grade_id") in tests:
+                cell.metadata["tags"] = ["skip-execution", "raises-exception", "init_cell"]
+        return nb
+
+    return {
+        "hooks-and-tags": tagged_with_hooks(),
+        "fake-dispatcher": _with_cell(read(release), FAKE_DISPATCHER),
+    }
+
+
+@pytest.mark.skipif(not ALL, reason="one batch per lab: runs in make test-full (SEGLAB_TEST_ALL_STUBS=1)")
+@pytest.mark.parametrize("lab", [lab for lab in lab_names() if lab != LAB])
+def test_generic_attacks_on_every_lab_score_zero(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLAB_GRADING_DIR", str(tmp_path / "course" / "grading"))
+    monkeypatch.setenv("SEGLAB_BUDGET", "ci")
+    course = subs.released_course(tmp_path, lab)
+    with open(course / "nbgrader_config.py", "a") as fh:
+        fh.write(f"\nc.HarnessExecute.call_time_limit = {CALL_LIMIT_S}\n")
+    release = course / "labs" / lab / f"{lab}.ipynb"
+    attacks = _generic_hostile(lab, release)
+    for name, nb in attacks.items():
+        subs.submit(nb, course / "grading" / "submitted", name, lab)
+    run = nbgrader(
+        ["autograde", lab, "--force"], cwd=course, env=nbgrader_env(grading_dir=course / "grading")
+    )
+    from nbgrader.api import Gradebook
+
+    above = []
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
+        for name in attacks:
+            try:
+                grades = gb.find_submission_notebook(lab, lab, name).grades
+            except Exception:  # noqa: BLE001 - not graded: scores nothing
+                continue
+            above += [f"{name}: {g.name} scored {g.auto_score}" for g in grades if (g.auto_score or 0) > 0]
+    print(f"\n{lab}: {len(attacks)} hostile submissions, {len(above)} scored above their answers")
+    assert not above, "\n".join(above) + "\n" + (run.stdout + run.stderr)[-3000:]
