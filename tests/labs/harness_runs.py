@@ -36,6 +36,7 @@ from tests.labtools import HIDDEN_BLOCK, SOLUTIONS, nbgrader_meta, read, solutio
 try_tool = importlib.import_module("seglabs_grading.harness.try")  # `try` is a keyword: no plain import
 WRONG_ANSWERS = Path(__file__).resolve().parent / "wrong_answers"
 CELL_TIMEOUT_S = 600.0  # one cell of the solution, or one variant (the grading cell timeout)
+LAB_OUTPUTS = (".ipynb_checkpoints", "__pycache__", "runs", "checkpoints", "*.pt", "*.pth")  # not copied
 SAVED = "_harness_runs_saved"  # the kernel's name for the solution's objects while a variant is in
 
 
@@ -102,12 +103,14 @@ def stub(source: str) -> str:
 # --- the wrong answers of tests/labs/wrong_answers/<lab>.py ---------------------------------------------------
 @dataclass(frozen=True)
 class WrongAnswers:
-    """A lab's wrong answers (``{answer: [(name, source)]}``), the test cells where each must lose points, and
-    the correct alternatives the text allows (they must keep full marks)."""
+    """A lab's wrong answers (``{answer: [(name, source)]}``), the test cells where each must lose points, the
+    correct alternatives the text allows (they must keep full marks) and the known gaps: wrong answers the visible
+    checks catch but the hidden tests cannot yet (they must stay caught visibly, and uncaught until moved back)."""
 
     answers: dict[str, list[tuple[str, str]]]
     test_cells: dict[str, tuple[str, ...]]
     alternatives: dict[str, list[tuple[str, str]]]
+    known_gaps: dict[str, list[tuple[str, str]]]
     declared_test_cells: bool  # False: no TEST_CELLS in the file; the test cells after each answer count
 
 
@@ -129,7 +132,7 @@ def load_wrong_answers(lab: Lab) -> WrongAnswers | None:
     """``tests/labs/wrong_answers/<lab>.py`` read and checked against the notebook, or None when there is none.
 
     Forms accepted: ``WRONG_ANSWERS`` (required), ``TEST_CELLS`` (optional; default: the test cells that follow
-    each answer cell) and ``CORRECT_ALTERNATIVES`` (optional).
+    each answer cell), ``CORRECT_ALTERNATIVES`` and ``NOT_CAUGHT_BY_HIDDEN_TESTS`` (optional).
     """
     if lab.name not in _loaded:
         _loaded[lab.name] = _load(lab)
@@ -150,9 +153,12 @@ def _load(lab: Lab) -> WrongAnswers | None:
         raise ValueError(f"{path}: defines no WRONG_ANSWERS")
     answers = _pairs(module.WRONG_ANSWERS, f"{path.name}: WRONG_ANSWERS")
     alternatives = _pairs(getattr(module, "CORRECT_ALTERNATIVES", {}), f"{path.name}: CORRECT_ALTERNATIVES")
+    gaps = _pairs(
+        getattr(module, "NOT_CAUGHT_BY_HIDDEN_TESTS", {}), f"{path.name}: NOT_CAUGHT_BY_HIDDEN_TESTS"
+    )
     declared = getattr(module, "TEST_CELLS", None)
     test_cells = dict(declared) if declared is not None else dict(lab.following)
-    for answer in {*answers, *alternatives}:
+    for answer in {*answers, *alternatives, *gaps}:
         if answer not in lab.answers:
             raise ValueError(f"{path}: {answer!r} is not an answer cell of {lab.name}")
     for answer, cells in test_cells.items():
@@ -161,7 +167,7 @@ def _load(lab: Lab) -> WrongAnswers | None:
             raise ValueError(
                 f"{path}: TEST_CELLS[{answer!r}] = {cells!r} does not name test cells of that answer"
             )
-    return WrongAnswers(answers, test_cells, alternatives, declared is not None)
+    return WrongAnswers(answers, test_cells, alternatives, gaps, declared is not None)
 
 
 # --- one kernel per lab -----------------------------------------------------------------------------------------
@@ -190,7 +196,7 @@ class LabRun:
     def __init__(self, lab: Lab, workdir: Path):
         self.lab = lab
         folder = Path(tempfile.mkdtemp(prefix=f"{lab.name}-", dir=workdir)) / lab.name
-        shutil.copytree(SOLUTIONS / lab.name, folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copytree(SOLUTIONS / lab.name, folder, ignore=shutil.ignore_patterns(*LAB_OUTPUTS))
         self.seed = seed_for(b"tests/labs/harness_runs", lab.name, "one-kernel")
         self.km, self.kc = try_tool.start_kernel(folder, "ci")
         try:

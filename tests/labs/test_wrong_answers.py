@@ -6,7 +6,8 @@ source replaces the answer cell; the visible part of that answer's test cells (`
 cells right after the answer) must show an error — a ✗ the student sees before submitting; every harness-form
 hidden block is graded, and the score must drop in at least one of those cells and in no other cell except those
 that declare the answer in their ``PREREQUISITES``; then the solution's objects are put back. A correct
-alternative (``CORRECT_ALTERNATIVES``) must show no error and keep full marks everywhere.
+alternative (``CORRECT_ALTERNATIVES``) must show no error and keep full marks everywhere; a known gap
+(``NOT_CAUGHT_BY_HIDDEN_TESTS``) must show a ✗ and, until it is moved back, still keep full hidden marks.
 
 ``make test`` tries the first wrong answer of each answer cell; ``SEGLAB_TEST_ALL_STUBS=1`` (``make test-full``)
 tries every one, and labs 04 and 05, whose solutions take minutes in a kernel.
@@ -43,12 +44,21 @@ def _params(kind: str):
                 name, "", "", "", id=name, marks=pytest.mark.skip(reason=f"{name}: no wrong answers")
             )
             continue
-        table = wrong.answers if kind == "wrong" else wrong.alternatives
+        table = {"wrong": wrong.answers, "alternative": wrong.alternatives, "gap": wrong.known_gaps}[kind]
         for answer, pairs in table.items():
             for title, source in pairs if ALL or kind != "wrong" else pairs[:1]:
                 yield pytest.param(
                     name, answer, title, source, id=f"{name}-{answer}-{title}", marks=marks(lab)
                 )
+
+
+def _graded(lab: str, answer: str, source: str, workdir):
+    """(the lab, the answer's own test cells, the variant's outcome, the cells where it lost points)."""
+    notebook = read_lab(lab)
+    own = own_cells(notebook, answer)
+    run = checked_run(notebook, workdir)
+    outcome = run.variant(answer, source, own)
+    return notebook, own, outcome, outcome.lost(run.baseline)
 
 
 @pytest.fixture(scope="session")
@@ -72,11 +82,7 @@ def test_every_answer_cell_has_wrong_answers_that_match_the_notebook(lab):
 def test_a_wrong_answer_is_caught_visibly_and_hidden_in_its_own_cells_only(
     lab, answer, title, source, workdir
 ):
-    notebook = read_lab(lab)
-    own = own_cells(notebook, answer)
-    run = checked_run(notebook, workdir)
-    outcome = run.variant(answer, source, own)
-    lost = outcome.lost(run.baseline)
+    notebook, own, outcome, lost = _graded(lab, answer, source, workdir)
     what = f"{lab}: {answer} '{title}'" + (
         f" (its cell raised {outcome.cell_errors})" if outcome.cell_errors else ""
     )
@@ -86,15 +92,24 @@ def test_a_wrong_answer_is_caught_visibly_and_hidden_in_its_own_cells_only(
     assert not extra, f"{what}: costs points in other exercises' cells: {extra}"
 
 
+@pytest.mark.skipif(not ALL, reason="known gaps run with SEGLAB_TEST_ALL_STUBS=1 (make test-full)")
+@pytest.mark.parametrize(("lab", "answer", "title", "source"), list(_params("gap")))
+def test_a_known_gap_is_caught_visibly_and_still_not_by_the_hidden_tests(lab, answer, title, source, workdir):
+    notebook, own, outcome, lost = _graded(lab, answer, source, workdir)
+    what = f"{lab}: {answer} '{title}' (NOT_CAUGHT_BY_HIDDEN_TESTS)"
+    assert any(outcome.visible_errors.values()), f"{what}: no visible check of {list(own)} shows a ✗"
+    assert not set(lost) & set(own), (
+        f"{what}: now caught by the hidden tests ({lost}): move it to WRONG_ANSWERS"
+    )
+    extra = extra_losses(notebook, answer, lost)
+    assert not extra, f"{what}: costs points in other exercises' cells: {extra}"
+
+
 @pytest.mark.parametrize(("lab", "answer", "title", "source"), list(_params("alternative")))
 def test_a_correct_alternative_keeps_full_marks(lab, answer, title, source, workdir):
-    notebook = read_lab(lab)
-    own = own_cells(notebook, answer)
-    run = checked_run(notebook, workdir)
-    outcome = run.variant(answer, source, own)
+    notebook, own, outcome, lost = _graded(lab, answer, source, workdir)
     shown = {cell: errors for cell, errors in outcome.visible_errors.items() if errors}
     assert not outcome.cell_errors and not shown, (
         f"{lab}: {answer} '{title}' shows errors: {outcome.cell_errors} {shown}"
     )
-    lost = outcome.lost(run.baseline)
     assert not lost, f"{lab}: {answer} '{title}', a correct answer, loses points: {lost}"
