@@ -346,16 +346,6 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
 """,
         ),
         (
-            "view fails on non-contiguous inputs",
-            _NEAREST_SIGNATURE
-            + _NEAREST_CHECKS
-            + """    n, c, h, w = x.shape
-    rows = torch.arange(h * scale) // scale
-    cols = torch.arange(w * scale) // scale
-    return x.view(n, c, h * w)[:, :, rows[:, None] * w + cols[None, :]]
-""",
-        ),
-        (
             "float32 output for an integer label map",
             _NEAREST_SIGNATURE
             + _NEAREST_CHECKS
@@ -762,6 +752,65 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
     switches = [indices]
 """
             + _ROUND_TRIP_UP,
+        ),
+    ],
+}
+
+# Caught by the visible checks but not (yet) by the hidden tests: the harness sends every tensor to the kernel as a
+# contiguous copy, so it cannot hand the student's function a transposed view. Kept here, outside WRONG_ANSWERS, so
+# that the gap stays visible; it moves back once the harness can make views in the kernel.
+NOT_CAUGHT_BY_HIDDEN_TESTS: dict[str, list[tuple[str, str]]] = {
+    "ex2_nearest_unpool": [
+        (
+            "view fails on non-contiguous inputs",
+            _NEAREST_SIGNATURE
+            + _NEAREST_CHECKS
+            + """    n, c, h, w = x.shape
+    rows = torch.arange(h * scale) // scale
+    cols = torch.arange(w * scale) // scale
+    return x.view(n, c, h * w)[:, :, rows[:, None] * w + cols[None, :]]
+""",
+        ),
+    ],
+}
+
+CORRECT_ALTERNATIVES: dict[str, list[tuple[str, str]]] = {
+    "ex2_nearest_unpool": [
+        (
+            "repeat_interleave",
+            _NEAREST_SIGNATURE
+            + _NEAREST_CHECKS
+            + """    return x.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+""",
+        ),
+    ],
+    "ex3_bed_of_nails_unpool": [
+        (
+            "loops over the nails",
+            _NAILS_SIGNATURE
+            + _NEAREST_CHECKS
+            + """    n, c, h, w = x.shape
+    out = torch.zeros(n, c, h * scale, w * scale, dtype=x.dtype, device=x.device)
+    for i in range(h):
+        for j in range(w):
+            out[:, :, i * scale, j * scale] = x[:, :, i, j]
+    return out
+""",
+        ),
+    ],
+    "ex5_segnet": [
+        (
+            "pools with max_pool_with_switches",
+            _SEGNET_HEAD
+            + _SEGNET_PAD
+            + """        switches = []
+        for encoder in self.encoders:
+            x, indices = max_pool_with_switches(encoder(x))
+            switches.append(indices)
+        for decoder, indices in zip(reversed(self.decoders), reversed(switches)):
+            x = decoder(max_unpool(x, indices))
+        return self.head(x)[..., :height, :width]
+""",
         ),
     ],
 }

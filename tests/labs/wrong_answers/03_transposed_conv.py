@@ -522,3 +522,30 @@ via_matrix = (C.T @ y4.reshape(-1)).reshape(x4.shape)
         ),
     ],
 }
+
+CORRECT_ALTERNATIVES: dict[str, list[tuple[str, str]]] = {
+    "ex3_vectorised": [
+        (
+            "zero insertion (the recipe of the text)",
+            _VEC
+            + _STUFF
+            + """    stuffed = F.pad(stuffed, (q, q + output_padding, q, q + output_padding))
+    return F.conv2d(stuffed, weight.flip(-1, -2).transpose(0, 1), bias)
+""",
+        ),
+    ],
+    "ex5_overlap_count": [
+        (
+            "a 2-D loop over input pixels",
+            _OVERLAP
+            + """    h, w = (in_size, in_size) if isinstance(in_size, int) else in_size
+    full_h, full_w = (h - 1) * stride + kernel_size, (w - 1) * stride + kernel_size
+    counts = torch.zeros(full_h, full_w, dtype=torch.int64)
+    for i in range(h):
+        for j in range(w):
+            counts[i * stride : i * stride + kernel_size, j * stride : j * stride + kernel_size] += 1
+    return counts[padding : full_h - padding, padding : full_w - padding]
+""",
+        ),
+    ],
+}
