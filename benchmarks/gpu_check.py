@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,43 +78,10 @@ def running(step: Step):
 
 def installed(name: str) -> bool:
     """Whether ``name`` can be imported here (without importing it)."""
-    if getattr(sys.modules.get(name), "__spec__", True) is None:
-        return False  # the ipywidgets placeholder below
     try:
         return importlib.util.find_spec(name) is not None
     except ImportError:
         return False
-
-
-def ipywidgets_placeholder() -> str:
-    """When ipywidgets is missing and ``helpers.viz`` cannot be imported without it, let it import anyway.
-
-    helpers.widgets.stepper subclasses ipywidgets.VBox when it is imported; lab 04 never builds a widget, and
-    any widget built from the placeholder raises. Returns the note for the summary ("" when not needed).
-    """
-    if installed("ipywidgets"):
-        return ""
-    try:
-        import helpers.viz  # noqa: F401
-
-        return ""
-    except ModuleNotFoundError as exc:
-        if exc.name != "ipywidgets":
-            raise
-
-    class Missing:
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("ipywidgets is not installed on this machine (gpu_check placeholder)")
-
-    def widget_class(name: str) -> type:
-        if name.startswith("__"):  # module attributes (__file__, __path__): absent, as for any module
-            raise AttributeError(name)
-        return Missing
-
-    module = types.ModuleType("ipywidgets", "gpu_check placeholder: ipywidgets is not installed")
-    module.__getattr__ = widget_class  # every widget class is the placeholder
-    sys.modules["ipywidgets"] = module
-    return "ipywidgets missing and helpers.viz imports it at load time: import-only placeholder used"
 
 
 def lab_cells(path: Path = NOTEBOOK) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -365,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     import torch
 
-    notes = [n for n in (ipywidgets_placeholder(),) if n]
+    notes: list[str] = []
 
     cuda = torch.cuda.is_available() and not args.dry_run
     if not cuda:
