@@ -8,6 +8,6 @@ How to write one: ``docs/authoring.md``, section "Hidden tests".
 This module stays light: the kernel imports :mod:`.kernel_side` through it.
 """
 
-from seglabs_grading.harness.errors import HarnessError, KernelDied, StudentError
+from seglabs_grading.harness.errors import CallTimeout, HarnessError, HarnessFailure, KernelDied, StudentError
 
-__all__ = ["HarnessError", "KernelDied", "StudentError"]
+__all__ = ["CallTimeout", "HarnessError", "HarnessFailure", "KernelDied", "StudentError"]

@@ -7,8 +7,19 @@ class HarnessError(RuntimeError):
     """The harness could not do what a hidden test asked (a broken test, or a kernel that cannot answer)."""
 
 
-class KernelDied(HarnessError):
+class HarnessFailure(BaseException):
+    """The kernel did not answer a call properly (no reply, junk, exited, past its time limit): the case fails.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` or ``except ValueError`` in a hidden
+    test can turn a kernel's failure to answer into a passing case (the runner still catches it)."""
+
+
+class KernelDied(HarnessFailure):
     """The student's kernel exited (``os._exit``, a crash): every later call fails with this."""
+
+
+class CallTimeout(HarnessFailure):
+    """A call ran past its time limit (the kernel was interrupted)."""
 
 
 class StudentError(Exception):

@@ -51,7 +51,7 @@ def serve(namespace: dict, nonce: str, request: str | None = None) -> None:
         reply = {"error": describe_error(err)}
     try:
         text = protocol.dumps({"nonce": nonce, **reply})
-    except (protocol.ProtocolError, TypeError, ValueError) as err:
+    except (protocol.ProtocolError, TypeError, ValueError, RecursionError) as err:
         text = protocol.dumps({"nonce": nonce, "error": describe_error(err)})
     from IPython.core.getipython import get_ipython
 

@@ -173,7 +173,9 @@ class HarnessExecute(Execute):
                 is_alive=lambda: bool(_sync(self.km.is_alive)),
             )
             Student(self._transport).has("__seglabs_probe__")
-        except Exception as err:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001 - HarnessFailure included: this notebook fails, loudly
             raise HarnessUnavailable(
                 f"the grading harness cannot talk to this kernel ({type(err).__name__}: {err}); the kernel must "
                 f"import seglabs_grading.harness.kernel_side: {USE_COURSE_GRADE}"

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from seglabs_grading.harness.errors import HarnessFailure
+
 MAX_MESSAGE_BYTES = 64 << 20  # one request or reply, encoded
 MAX_DEPTH = 32  # nesting of lists, tuples and dicts
 MAX_ITEMS = 1_000_000  # values in one message
@@ -53,11 +55,11 @@ DTYPES: dict[str, torch.dtype] = {
 _DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(HarnessFailure):
     """A message that is not valid plain data (wrong types, too large, too deep, malformed)."""
 
 
-class NotPlainData(TypeError):
+class NotPlainData(HarnessFailure):
     """A value the harness tried to send that is not plain data (and not a handle)."""
 
 

@@ -159,7 +159,9 @@ def run_hidden(block: str, student: Any, *, seed: int, points: float, grade_id: 
     verdict = Verdict(grade_id, float(points))
     try:
         exec(compile(block, f"<hidden tests of {grade_id}>", "exec"), namespace)  # noqa: S102 - the instructor's test
-    except Exception as err:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001 - a HarnessFailure too: the cell scores 0, the batch goes on
         verdict.error = failure_message(err)
         return verdict
     names = [name for name, _ in registered + registered_checks]

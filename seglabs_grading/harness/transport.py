@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seglabs_grading.harness import protocol
-from seglabs_grading.harness.errors import KernelDied
+from seglabs_grading.harness.errors import CallTimeout, KernelDied
 
 INTERRUPT_GRACE_S = 10.0  # after a time limit: how long the kernel may take to come back from the interrupt
 SERVE = "__import__('seglabs_grading.harness.kernel_side', fromlist=['serve']).serve"
@@ -64,11 +64,11 @@ class JupyterTransport:
     def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one request; return the kernel's reply (parsed, not yet decoded).
 
-        Raises ``TimeoutError`` past ``timeout`` (the kernel is interrupted), :class:`KernelDied` when the kernel
+        Raises :class:`~.errors.CallTimeout` past ``timeout`` (the kernel is interrupted), :class:`KernelDied` when the kernel
         exits, :class:`~.protocol.ProtocolError` for a reply that is not one.
         """
         if self.broken:
-            raise KernelDied(self.broken) if "exited" in self.broken else TimeoutError(self.broken)
+            raise KernelDied(self.broken) if "exited" in self.broken else CallTimeout(self.broken)
         nonce = secrets.token_hex(16)
         payload = protocol.dumps(message)
         code = f"{SERVE}(globals(), {nonce!r})"  # the request follows on stdin: IPython never parses it
@@ -78,7 +78,7 @@ class JupyterTransport:
         reply, idle = self._collect(msg_id, nonce, time.monotonic() + timeout, payload)
         if not idle:
             self._recover(msg_id)
-            raise TimeoutError(f"the call did not finish within {timeout:g} s")
+            raise CallTimeout(f"the call did not finish within {timeout:g} s")
         self._drain_shell(msg_id)
         if reply is None:
             raise protocol.ProtocolError("the kernel sent no reply (its harness side was replaced or broken)")

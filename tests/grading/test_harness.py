@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers.checks import ForbiddenCallError
-from seglabs_grading.harness import KernelDied, StudentError, kernel_side, protocol
+from seglabs_grading.harness import CallTimeout, KernelDied, StudentError, kernel_side, protocol
 from seglabs_grading.harness.proxy import Handle, Student
 from seglabs_grading.harness.runner import cell_score, run_hidden, split_test_cell
 from seglabs_grading.harness.seed import seed_for
@@ -268,6 +268,18 @@ def test_hostile_replies_fail_the_case_and_never_crash_the_harness(reply):
     assert not verdict.error and verdict.score == 0 and not verdict.cases[0].passed, verdict
 
 
+@pytest.mark.parametrize("caught", ["ValueError", "Exception", "RuntimeError", "OSError"])
+def test_a_kernel_that_fails_to_answer_never_passes_a_case_expecting_an_error(caught):
+    block = (
+        "# harness\ndef case():\n    try:\n        student.f(-1)\n"
+        f"    except {caught}:\n        return\n    raise AssertionError('no error for -1')\n"
+        "run_cases({'raises': case})\n"
+    )
+    for kernel in (Canned(None), Canned({"value": {"$": "bad"}}), Canned({"error": 3})):
+        verdict = run_hidden(block, Student(kernel), seed=1, points=1, grade_id="t")
+        assert verdict.score == 0 and not verdict.cases[0].passed, verdict
+
+
 def test_a_reply_claiming_a_passing_type_name_only_gives_a_string():
     student = Student(Canned({"value": "torch.nn.modules.conv.Conv2d"}))
     assert (
@@ -375,7 +387,7 @@ def test_jupyter_transport_against_a_real_kernel(tmp_path):
         x = torch.randn(4, 5)
         assert torch.equal(student.double(x), 2 * x)
         assert student.forge() == 1  # a reply for a request never asked is ignored
-        with student.time_limit(1), pytest.raises(TimeoutError):
+        with student.time_limit(1), pytest.raises(CallTimeout):
             student.slow()
         assert student.double(3) == 6  # the kernel came back from the interrupt
         with pytest.raises(KernelDied):
