@@ -8,7 +8,7 @@ answer stays right; ``_edit`` fails loudly when the solution changes under it.
 
 Rules the hidden tests cannot see, and why: `train_step`'s `non_blocking` copies and autocast, and
 `images_per_second`'s `torch.cuda.synchronize`, act on CUDA only (grading runs on the CPU); `top_confusions`
-modifying its input is caught by the visible check only (the harness cannot hold a tensor in the kernel).
+modifying its input is caught by the visible check only (``NOT_CAUGHT_BY_HIDDEN_TESTS``).
 """
 
 from __future__ import annotations
@@ -370,6 +370,24 @@ WRONG_ANSWERS: dict[str, list[tuple[str, str]]] = {
                 "cm = torch.as_tensor(cm, dtype=torch.float32)",
             ),
         ),
+    ],
+}
+
+# The test cells of each answer (ex1_fcn and ex2_train have several, with given and markdown cells between).
+TEST_CELLS: dict[str, list[str]] = {
+    "ex1_bilinear": ["ex1_bilinear_tests"],
+    "ex1_fcn": ["ex1_fcn_shapes_tests", "ex1_fcn_skips_tests", "ex1_fcn_init_tests"],
+    "ex2_train_step": ["ex2_train_step_tests"],
+    "ex2_throughput": ["ex2_throughput_tests"],
+    "ex2_train": ["ex2_checkpoint_tests", "ex2_quality_low_tests", "ex2_quality_high_tests"],
+    "ex3_models": ["ex3_models_tests"],
+    "ex3_compare": ["ex3_compare_tests"],
+    "ex4_confusions": ["ex4_confusions_tests"],
+}
+
+# Caught by a visible check only: the harness cannot hold a tensor in the kernel to see it modified.
+NOT_CAUGHT_BY_HIDDEN_TESTS: dict[str, list[tuple[str, str]]] = {
+    "ex4_confusions": [
         # rule: do not modify cm (caught by the visible check only: see the module docstring)
         (
             "modifies a float64 matrix in place",
