@@ -9,7 +9,7 @@ harness-form hidden block in this process, and puts the solution's objects back.
 
 What one kernel cannot show: objects that later given or answer cells made from the *correct* answer (a trained
 model, a results file on disk, a dataset) stay as they were, and objects the variant changed in place are not put
-back. ``tests/labs/test_grading.py`` (real ``nbgrader autograde`` of stubbed notebooks) covers that.
+back (names and the files in the lab's folder are). ``tests/labs/test_grading.py`` (real ``nbgrader autograde`` of stubbed notebooks) covers that.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class LabRun:
 
     def __init__(self, lab: Lab, workdir: Path):
         self.lab = lab
-        folder = Path(tempfile.mkdtemp(prefix=f"{lab.name}-", dir=workdir)) / lab.name
+        self.folder = folder = Path(tempfile.mkdtemp(prefix=f"{lab.name}-", dir=workdir)) / lab.name
         shutil.copytree(SOLUTIONS / lab.name, folder, ignore=shutil.ignore_patterns(*LAB_OUTPUTS))
         self.seed = seed_for(b"tests/labs/harness_runs", lab.name, "one-kernel")
         self.km, self.kc = try_tool.start_kernel(folder, "ci")
@@ -239,7 +239,9 @@ class LabRun:
 
         The names the solution's cell or ``source`` bind are saved first; those no earlier cell binds are removed
         (as if the solution's cell had never run), so a variant that fails to define a name leaves it undefined.
+        The files in the lab's folder (checkpoints, results JSON) are put back too.
         """
+        files = {path: path.read_bytes() for path in self.folder.rglob("*") if path.is_file()}
         names = sorted(defined_names(self.lab.answers[answer]) | defined_names(source))
         dropped = [n for n in names if n not in self.lab.bound_before[answer]]
         save = f"{SAVED} = {{n: globals()[n] for n in {names!r} if n in globals()}}\n"
@@ -251,6 +253,7 @@ class LabRun:
         finally:
             restore = f"for _n in {names!r}:\n    globals().pop(_n, None)\nglobals().update({SAVED})\n"
             self._setup(restore + f"del {SAVED}\nglobals().pop('_n', None)\n")
+            _put_back(self.folder, files)
 
     def _setup(self, code: str) -> None:
         errors = self.run(code)
@@ -263,6 +266,17 @@ class LabRun:
             self.kc.stop_channels()
         finally:
             self.km.shutdown_kernel(now=True)
+
+
+def _put_back(folder: Path, files: dict[Path, bytes]) -> None:
+    """Make the files under ``folder`` exactly ``files`` again (new ones removed, changed ones rewritten)."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file() and path not in files:
+            path.unlink()
+    for path, data in files.items():
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
 
 _current: LabRun | None = None
