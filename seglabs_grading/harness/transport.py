@@ -45,8 +45,10 @@ class JupyterTransport:
         import zmq
         from jupyter_client import BlockingKernelClient
 
+        # No zmq.MAXMSGSIZE here: past it zmq drops the whole IOPub connection, and the replies that follow
+        # a large student output (print 100 MB, then a call) were lost. nbclient's own client receives the same
+        # messages uncapped in this process; a reply's size is checked by protocol.loads.
         context = zmq.Context()
-        context.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES + (1 << 20))  # a larger one is dropped
         client = BlockingKernelClient(context=context)
         client.load_connection_info(connection_info)
         client.start_channels(

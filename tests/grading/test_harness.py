@@ -387,6 +387,9 @@ def test_jupyter_transport_against_a_real_kernel(tmp_path):
         x = torch.randn(4, 5)
         assert torch.equal(student.double(x), 2 * x)
         assert student.forge() == 1  # a reply for a request never asked is ignored
+        # A student output larger than any reply may be (one 80 MB stream message) must not cut the harness off.
+        kc.execute_interactive("print('x' * (80 << 20))", output_hook=lambda msg: None, timeout=120)
+        assert student.double(5) == 10
         with student.time_limit(1), pytest.raises(CallTimeout):
             student.slow()
         assert student.double(3) == 6  # the kernel came back from the interrupt
