@@ -37,14 +37,7 @@ def test_the_counter_finds_a_long_function(tmp_path):
     assert long_functions(tmp_path, limit=62, root=tmp_path) == []
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        "helpers",
-        # The lead removes this mark once the grading package is rewritten into short functions.
-        pytest.param("seglabs_grading", marks=pytest.mark.xfail(strict=False, reason="rewrite under way")),
-    ],
-)
+@pytest.mark.parametrize("package", ["helpers", "seglabs_grading"])
 def test_no_function_is_longer_than_a_screen(package):
     offenders = long_functions(ROOT / package)
     assert not offenders, f"functions over {MAX_LINES} lines (split them):\n" + "\n".join(offenders)

@@ -28,6 +28,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Unicode
 
+from seglabs_grading.cells import HIDDEN_BLOCK
 from seglabs_grading.harness.errors import HarnessError
 from seglabs_grading.harness.proxy import Student
 from seglabs_grading.harness.runner import Verdict, run_hidden, split_test_cell
@@ -36,6 +37,10 @@ from seglabs_grading.harness.seed import course_secret, seed_for
 STATE = "seglabs_harness"  # key in nbconvert's resources (and the autograded notebook's metadata)
 MAX_VISIBLE_TEXT = 20_000  # characters of the visible part's output kept in a test cell
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+NO_HARNESS_BLOCK = (
+    "this test cell has no hidden tests of the harness form (first line `# harness`), so no points can be given; "
+    "the instructor must port it (docs/authoring.md, 'Hidden tests')"
+)
 USE_COURSE_GRADE = "grade with `course grade` (see the README), which runs the course's own pipeline"
 
 
@@ -70,9 +75,10 @@ def trusted_test_cells(resources: dict[str, Any]) -> dict[str, tuple[tuple[str, 
             if grade_cell.name in solutions or grade_cell.cell_type != "code":
                 continue
             source = gb.find_source_cell(grade_cell.name, info["notebook"], info["assignment"]).source
-            split = split_test_cell(source)
-            if split is not None:
-                out[grade_cell.name] = (split, float(grade_cell.max_score))
+            # A test cell without a harness-form block is never left to the kernel's outputs: it scores 0 with
+            # a message for the instructor (legacy in-kernel hidden tests are no longer graded).
+            split = split_test_cell(source) or (HIDDEN_BLOCK.sub("", source), None)
+            out[grade_cell.name] = (split, float(grade_cell.max_score))
     return out
 
 
@@ -190,9 +196,7 @@ class HarnessExecute(Execute):
         cell.metadata = type(saved)(nbgrader=saved.get("nbgrader", {}))  # tags and run options ignored
         try:
             grade_id = str(cell.metadata["nbgrader"].get("grade_id"))
-            if (
-                grade_id not in self._trusted
-            ):  # a legacy block (or a cell the release does not have): the kernel
+            if grade_id not in self._trusted:  # not a test cell of the release: nbgrader refuses the notebook
                 return super().preprocess_cell(cell, resources, index)
             (visible, block), points = self._trusted[grade_id]
             source, cell.source = cell.source, visible
@@ -205,9 +209,12 @@ class HarnessExecute(Execute):
         finally:
             cell.metadata = saved
 
-    def _judge(self, cell: Any, grade_id: str, block: str, points: float) -> None:
-        student = Student(self._transport, time_limit_s=self.call_time_limit)
-        verdict = run_hidden(block, student, seed=self._seed, points=points, grade_id=grade_id)
+    def _judge(self, cell: Any, grade_id: str, block: str | None, points: float) -> None:
+        if block is None:
+            verdict = Verdict(grade_id, points, error=NO_HARNESS_BLOCK)
+        else:
+            student = Student(self._transport, time_limit_s=self.call_time_limit)
+            verdict = run_hidden(block, student, seed=self._seed, points=points, grade_id=grade_id)
         record = {"verdict": verdict.to_dict(), "visible": plain_text(cell.get("outputs", []))}
         self._records[grade_id] = record
         write_verdict(cell, record)

@@ -7,6 +7,7 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
+
 from tests.labtools import (
     HIDDEN_MARKERS,
     ROOT,
@@ -94,6 +95,22 @@ def test_grade_ids_unique_and_cells_well_formed(lab):
                 f"{lab}: hidden tests outside a test cell ({meta.get('grade_id')})"
             )
     assert answer_code_cells(nb), f"{lab}: no autograded answer cell"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_test_cell_is_graded_by_the_harness(lab):
+    """Hidden tests run outside the student's kernel: every autograded test cell has a harness-form hidden block
+    (a cell without one scores 0 when graded, see seglabs_grading.harness.preprocessors)."""
+    from seglabs_grading.harness.runner import split_test_cell
+
+    nb = read(solution_path(lab))
+    not_harness = [
+        nbgrader_meta(c)["grade_id"]
+        for c in nb.cells
+        if c.cell_type == "code" and nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")
+        if split_test_cell(c.source) is None
+    ]
+    assert not not_harness, f"{lab}: test cells without a '# harness' hidden block: {not_harness}"
 
 
 @pytest.mark.parametrize("lab", LABS)
