@@ -182,10 +182,12 @@ def require(*names: str, exercise: int | str | None = None) -> None:
 
 # --- visible checks ---------------------------------------------------------------------------------
 def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Largest relative error ``|a - e| / max(1e-8, |a| + |e|)`` (the CS231n convention)."""
+    """Largest relative error ``|a - e| / max(1e-8, |a| + |e|)`` (the CS231n convention); positions where both
+    are NaN agree and count as 0."""
     a = torch.as_tensor(actual, dtype=torch.float64)
     e = torch.as_tensor(expected, dtype=torch.float64)
-    return float(((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-8)).max()) if a.numel() else 0.0
+    err = ((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-8)).masked_fill(a.isnan() & e.isnan(), 0.0)
+    return float(err.max()) if err.numel() else 0.0
 
 
 def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Tensor) -> str:
@@ -217,7 +219,12 @@ def _check_close(name: str, actual: Any, expected: Any, *, rtol: float, atol: fl
     err = rel_error(a64, e64)
     ok = bool(_allclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True))
     if ok:
-        print(f"✓ {name}: values match (relative error {err:.2e})")
+        both_nan = int((a64.isnan() & e64.isnan()).sum())
+        if both_nan and both_nan == a64.numel():
+            print(f"✓ {name}: both NaN, as expected")
+        else:
+            nan_note = f"; {both_nan} positions both NaN, as expected" if both_nan else ""
+            print(f"✓ {name}: values match (relative error {err:.2e}{nan_note})")
         return True
     bad = ~torch.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
     print(f"✗ {name}: values differ (relative error {err:.2e}); {_first_mismatch(a64, e64, bad)}")

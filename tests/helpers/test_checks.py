@@ -101,3 +101,14 @@ def test_require_names_the_missing_answer():
     require("torch", exercise=1)
     with pytest.raises(NotImplementedError, match="finish Exercise 6 first: pixel_model not defined yet"):
         require("torch", "pixel_model", exercise=6)
+
+
+def test_nan_where_nan_is_expected_says_both_nan(capsys):
+    assert check_close("all NaN", torch.full((2, 2), float("nan")), torch.full((2, 2), float("nan")))
+    assert "both NaN" in capsys.readouterr().out
+    mixed = torch.tensor([1.0, float("nan"), 3.0])
+    assert check_close("some NaN", mixed, mixed.clone())
+    out = capsys.readouterr().out
+    assert "relative error nan" not in out and "1 positions both NaN" in out
+    assert rel_error(mixed, mixed.clone()) == 0.0
+    assert not check_close("NaN against a number", mixed, torch.tensor([1.0, 2.0, 3.0]), strict=False)
