@@ -58,8 +58,8 @@ release-ids: ## record the grade_ids of all labs as released (run once when rele
 lint: install ## ruff: lint Python files and notebooks
 	$(BIN)/ruff check .
 
-format: install ## ruff: format Python files
-	$(BIN)/ruff format helpers tests benchmarks tools
+format: install ## ruff: format the Python files (not the notebooks)
+	$(BIN)/ruff format .
 
 # The solutions run under nbval in a student's kernel: the Jupyter server and the grading packages cannot be
 # imported there (tests/student_kernel/sitecustomize.py), as on Colab or a JupyterHub image.
@@ -68,12 +68,14 @@ STUDENT_KERNEL := SEGLAB_BLOCK_IMPORTS=nbgrader,jupyterlab,jupyter_server,notebo
 # Tests run one torch thread per process: two workers on two cores with default threads thrash (about 10x slower).
 test: install $(CHROMIUM) $(BWRAP) ## set up, then run every test with the small CI budget (under 15 min on 2 cores)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests --durations=15 $(PYTEST_ARGS)
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 test-fast: install ## unit tests and static checks only (no notebooks, no grading)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	SEGLAB_BUDGET=ci OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) -m "not slow and not ui" tests $(PYTEST_ARGS)
 
 test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)

@@ -94,7 +94,9 @@ def release_ids(source: Path) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=Path("solutions"), help="folder of the source notebooks")
+    parser.add_argument(
+        "--source", type=Path, default=Path("solutions"), help="folder of the source notebooks"
+    )
     parser.add_argument("--write-release-ids", type=Path, metavar="JSON", required=True)
     args = parser.parse_args(argv)
     ids = release_ids(args.source)

@@ -45,7 +45,9 @@ SLIDER_WIDGETS = ("dataset_browser(", "transposed_conv_stepper(")
 # The solutions also run under nbval and in the grading tests of `make test`; in the browser they are checked by
 # `make test-ui` and `make test-full` (SEGLAB_UI_SOLUTIONS=1), which keeps `make test` within its 15 minutes.
 UI_SOLUTIONS = os.environ.get("SEGLAB_UI_SOLUTIONS") == "1"
-NOTEBOOKS = [("labs", lab) for lab in lab_names()] + [("solutions", lab) for lab in lab_names() if UI_SOLUTIONS]
+NOTEBOOKS = [("labs", lab) for lab in lab_names()] + [
+    ("solutions", lab) for lab in lab_names() if UI_SOLUTIONS
+]
 
 
 @pytest.fixture(scope="session")
