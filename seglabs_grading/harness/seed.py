@@ -45,9 +45,9 @@ def seed_for(secret: bytes, lab: str, student: str) -> int:
 
 def copy_secret(grading_dir: Path, dest_dir: Path) -> Path:
     """Copy the course secret (made if missing) into ``dest_dir`` (mode 0600): a grading job's own copy."""
-    course_secret(grading_dir)
+    secret = course_secret(grading_dir)  # $SEGLAB_HARNESS_SECRET, when set, wins over the file
     dest = Path(dest_dir) / SECRET_FILE
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write((Path(grading_dir) / SECRET_FILE).read_text())
+        fh.write(secret.decode() + "\n")
     return dest

@@ -16,7 +16,7 @@ from helpers.checks import ForbiddenCallError
 from seglabs_grading.harness import CallTimeout, KernelDied, StudentError, kernel_side, protocol
 from seglabs_grading.harness.proxy import Handle, Student
 from seglabs_grading.harness.runner import cell_score, run_hidden, split_test_cell
-from seglabs_grading.harness.seed import seed_for
+from seglabs_grading.harness.seed import SECRET_FILE, copy_secret, course_secret, seed_for
 
 
 class Loopback:
@@ -358,6 +358,17 @@ def test_seed_depends_on_secret_lab_and_student():
     seeds = {seed_for(s, lab, who) for s in (b"a", b"b") for lab in ("l1", "l2") for who in ("x", "y")}
     assert len(seeds) == 8 and seed_for(b"a", "l1", "x") == seed_for(b"a", "l1", "x")
     assert all(0 <= s < 2**47 for s in seeds)
+
+
+def test_a_job_copy_of_the_secret_is_the_course_secret(tmp_path, monkeypatch):
+    grading, job = tmp_path / "grading", tmp_path / "job"
+    job.mkdir()
+    made = course_secret(grading)
+    assert (grading / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert copy_secret(grading, job).read_text().strip().encode() == made
+    monkeypatch.setenv("SEGLAB_HARNESS_SECRET", "from-the-environment")
+    fresh = tmp_path / "fresh"  # no secret file there: the environment's secret is copied, nothing crashes
+    assert copy_secret(fresh, job).read_text().strip() == "from-the-environment"
 
 
 # --- a real kernel ---------------------------------------------------------------------------------
