@@ -463,7 +463,11 @@ def match_submission(
     if not name.endswith(".ipynb"):
         return None, None, "not a notebook"
     stem = name[: -len(".ipynb")]
-    if len(parts) >= 3 and parts[-2] == stem and stem in labs:  # nbgrader layout <student>/<lab>/<lab>.ipynb
+    in_moodle_folder = any(MOODLE_FOLDER.fullmatch(p) for p in parts[:-1])
+    nbgrader_layout = len(parts) >= 3 and parts[-2] == stem and stem in labs  # <student>/<lab>/<lab>.ipynb
+    if (
+        nbgrader_layout and roster is None and not in_moodle_folder
+    ):  # inside an LMS folder the student chose it
         student, _ = clean_student_id(parts[-3])
         return (student, stem, "") if student else (None, None, f"invalid student id {parts[-3]!r}")
     canvas = CANVAS_FILE.fullmatch(name)

@@ -77,6 +77,11 @@ LABS = ["00_getting_started", "01_per_pixel_labels"]
             None,
             ("erin", "00_getting_started"),
         ),  # nbgrader
+        (  # inside Eve's Moodle folder a student-made bob/<lab>/<lab>.ipynb is still Eve's
+            "Eve Smith_5_assignsubmission_file_/bob/01_per_pixel_labels/01_per_pixel_labels.ipynb",
+            None,
+            ("Eve_Smith", "01_per_pixel_labels"),
+        ),
         ("frank.ipynb", "01_per_pixel_labels", ("frank", "01_per_pixel_labels")),
         ("notes.ipynb", None, (None, None)),
         ("alice_00_getting_started.ipynb", "01_per_pixel_labels", (None, None)),  # another lab than --lab
