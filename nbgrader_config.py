@@ -10,13 +10,14 @@ Environment overrides (so one file serves a laptop, CI and a GPU grading machine
                        with its full training budget, e.g. SEGLAB_CELL_TIMEOUT=900)
 """
 
-import os
 from pathlib import Path
+
+from helpers.config import setting
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
 HERE = Path(__file__).resolve().parent
-GRADING = Path(os.environ.get("SEGLAB_GRADING_DIR", HERE / "grading")).resolve()
+GRADING = Path(setting("SEGLAB_GRADING_DIR") or HERE / "grading").resolve()
 GRADING.mkdir(parents=True, exist_ok=True)  # sqlite cannot create the gradebook's folder itself
 
 c.CourseDirectory.root = str(HERE)
@@ -33,7 +34,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Exchange.root = str(GRADING / "exchange")
 
 # Per-cell limit while autograding. Both names are set: which one nbgrader honours has varied by version.
-_timeout = int(os.environ.get("SEGLAB_CELL_TIMEOUT", "120"))
+_timeout = setting("SEGLAB_CELL_TIMEOUT", int)
 c.Execute.timeout = _timeout
 c.ExecutePreprocessor.timeout = _timeout
 c.Execute.interrupt_on_timeout = True

@@ -2,8 +2,8 @@
 
 Starts a plain kernel (jupyter_client, no sandbox: for authors), runs the notebook's code cells in order with
 every hidden block removed, and right after each test cell runs its harness-form hidden block in this process
-against that kernel, printing each case (✓/✗ and its message) and the cell's score. Legacy blocks (without the
-``# harness`` first line) are reported as ``legacy`` and not run. ``--stub ID`` replaces an answer cell's
+against that kernel, printing each case (✓/✗ and its message) and the cell's score. A hidden block without the
+``# harness`` first line is reported (graded, it would score 0) and not run. ``--stub ID`` replaces an answer cell's
 solution by the student version's stub first, to see that a wrong answer is caught.
 """
 
@@ -87,7 +87,9 @@ def try_notebook(
             if block is None or (cells and grade_id not in cells):
                 continue
             if not is_harness_block(block):
-                print(f"{grade_id}: legacy (hidden block without '# harness'; runs in the kernel; not tried)")
+                print(
+                    f"{grade_id}: hidden block without '# harness' (it would score 0 when graded); not tried"
+                )
                 continue
             student = Student(transport)
             verdict = run_hidden(

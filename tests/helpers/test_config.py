@@ -73,7 +73,8 @@ def test_every_seglab_variable_in_the_repository_is_in_the_table():
     assert "SEGLAB_BUDGET" in used, "the scan found nothing: it is broken"
     missing = {name: where[:3] for name, where in used.items() if name not in SETTINGS}
     assert not missing, f"add these to helpers.config.SETTINGS (with default, meaning, readers): {missing}"
-    unused = set(SETTINGS) - set(used)
+    # helpers/config.py names every setting in its own table: a variable only it mentions is read by nothing.
+    unused = {name for name in SETTINGS if set(used.get(name, [])) <= {"helpers/config.py"}}
     assert not unused, f"SETTINGS lists variables nothing reads any more: {sorted(unused)}"
 
 
