@@ -174,7 +174,8 @@ def create(memory_mb: int, pids: int) -> tuple[Cgroup | None, str]:
             return _create_v1(name, memory_mb << 20, pids), ""
         return None, f"no cgroup file system at {ROOT}"
     except OSError as err:
-        return None, f"cannot create a cgroup ({err.strerror or err}: {getattr(err, 'filename', '') or ''})"
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        return None, f"cannot create a cgroup ({err.strerror or err}{where})"
 
 
 def describe(group: Cgroup | None, reason: str, memory_mb: int) -> str:
@@ -185,5 +186,5 @@ def describe(group: Cgroup | None, reason: str, memory_mb: int) -> str:
         return f"memory cap: cgroup v{group.version}, {memory_mb} MB per submission (shared memory included)"
     return (
         f"memory cap: RLIMIT_DATA only, {memory_mb} MB per process; shared memory is NOT capped ({reason}; "
-        "README: 'cgroups')"
+        "README: 'What grading needs')"
     )
