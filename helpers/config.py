@@ -106,6 +106,13 @@ SETTINGS: dict[str, Setting] = {
             "tests/student_kernel/sitecustomize.py (set by the Makefile and tests/labs)",
         ),
         Setting(
+            "SEGLAB_UNSANDBOXED_GRADING",
+            None,
+            "1: let plain `nbgrader autograde` run kernels outside the sandbox, as you (the project's tests of "
+            "its own notebooks; never for students' submissions: use `course grade`)",
+            "seglabs_grading.harness.preprocessors; tests/labtools.nbgrader_env sets it",
+        ),
+        Setting(
             "SEGLAB_TEST_ALL_STUBS",
             None,
             "1: the grading tests grade every answer's stub, not one wrong answer per lab (make test-full)",

@@ -139,7 +139,7 @@ def _system_binds(made: set[str]) -> list[str]:
 
 
 def binds(mounts: Mounts, tmp_bytes: int) -> list[str]:
-    """Every mount of the sandbox, in order (parents first; ``/tmp`` and the binds under it last)."""
+    """Every mount of the sandbox but ``/tmp``, in order (parents first)."""
     made: set[str] = set()
     args = _system_binds(made)
     for name in ("passwd", "group", "hostname"):
@@ -195,7 +195,7 @@ def command(
     if host_uid is None:
         return [
             bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-            *binds(mounts, tmp_bytes), *tmp, *inner_tail,
+            *tmp, *binds(mounts, tmp_bytes), *inner_tail,
         ]  # fmt: skip
     outer = [
         bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -209,6 +209,16 @@ def command(
     inner = [
         bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts",
         "--die-with-parent",
-        "--new-session", "--dev-bind", "/", "/", *tmp, *inner_tail,
+        "--new-session", "--dev-bind", "/", "/", *tmp, *_under_tmp(mounts), *inner_tail,
     ]  # fmt: skip
     return outer + drop + inner
+
+
+def _under_tmp(mounts: Mounts) -> list[str]:
+    """Binds of the read-only paths that live under ``/tmp`` (a checkout or venv in ``mktemp -d``), again after the
+    inner layer's private ``/tmp`` hid them; the outer layer already made them reachable."""
+    out: list[str] = []
+    for path in mounts.readonly:
+        if Path(path).is_relative_to("/tmp"):
+            out += ["--ro-bind", str(path), str(path)]
+    return out

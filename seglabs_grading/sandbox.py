@@ -480,6 +480,8 @@ def _kernel_manager_class():
         kills bubblewrap, and the PID namespace takes every process of the submission with it.
         """
 
+        sandboxed = True  # what the grading harness checks before it grades (harness.preprocessors)
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             sockets = Path(_JOB["job_dir"]) / "kernel"

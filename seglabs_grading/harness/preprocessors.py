@@ -28,6 +28,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Unicode
 
+from helpers.config import setting
 from seglabs_grading.cells import HIDDEN_BLOCK
 from seglabs_grading.harness.errors import HarnessError
 from seglabs_grading.harness.proxy import Student
@@ -35,6 +36,7 @@ from seglabs_grading.harness.runner import Verdict, run_hidden, split_test_cell
 from seglabs_grading.harness.seed import course_secret, seed_for
 
 STATE = "seglabs_harness"  # key in nbconvert's resources (and the autograded notebook's metadata)
+VISIBLE_HEADER = "--- what this cell's visible checks printed in your notebook (not part of the grade) ---"
 MAX_VISIBLE_TEXT = 20_000  # characters of the visible part's output kept in a test cell
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 NO_HARNESS_BLOCK = (
@@ -77,9 +79,16 @@ def trusted_test_cells(resources: dict[str, Any]) -> dict[str, tuple[tuple[str, 
             source = gb.find_source_cell(grade_cell.name, info["notebook"], info["assignment"]).source
             # A test cell without a harness-form block is never left to the kernel's outputs: it scores 0 with
             # a message for the instructor (legacy in-kernel hidden tests are no longer graded).
-            split = split_test_cell(source) or (HIDDEN_BLOCK.sub("", source), None)
+            split = split_test_cell(source) or (_visible_without_hidden(source), None)
             out[grade_cell.name] = (split, float(grade_cell.max_score))
     return out
+
+
+def _visible_without_hidden(source: str) -> str:
+    """The visible part of a test cell that has no harness-form block. nbgrader recognises looser hidden-test markers
+    than :data:`HIDDEN_BLOCK` (indented, trailing spaces): then nothing of the cell goes to the kernel."""
+    visible = HIDDEN_BLOCK.sub("", source)
+    return "" if "HIDDEN TESTS" in visible else visible
 
 
 def plain_text(outputs: list[Any]) -> str:
@@ -105,10 +114,11 @@ def plain_text(outputs: list[Any]) -> str:
 def write_verdict(cell: Any, record: dict[str, Any]) -> None:
     """Set a harness test cell's outputs from the harness's record alone (see the module docstring)."""
     verdict = Verdict.from_dict(record["verdict"])
-    outputs = []
+    # The verdict first, the kernel's own output after it and labelled: printed text cannot pass for a verdict.
+    outputs = [new_output("stream", name="stdout", text="\n".join(verdict.lines()) + "\n")]
     if record.get("visible"):
-        outputs.append(new_output("stream", name="stdout", text=record["visible"]))
-    outputs.append(new_output("stream", name="stdout", text="\n".join(verdict.lines()) + "\n"))
+        text = f"{VISIBLE_HEADER}\n{record['visible']}"
+        outputs.append(new_output("stream", name="stdout", text=text))
     outputs.append(
         new_output("execute_result", data={"text/plain": f"{verdict.score:g}"}, execution_count=None)
     )
@@ -128,6 +138,18 @@ def _sync(call: Any) -> Any:
     return result
 
 
+def refuse_outside_the_sandbox(kernel_manager_class: Any) -> None:
+    """Plain ``nbgrader autograde`` and the formgrader's button would run a student's code as the instructor, next to
+    the gradebook and the course secret: refuse unless the kernel is the sandbox's (``course grade``), or the
+    project's own tests opted in (``SEGLAB_UNSANDBOXED_GRADING=1``)."""
+    if getattr(kernel_manager_class, "sandboxed", False) or setting("SEGLAB_UNSANDBOXED_GRADING") == "1":
+        return
+    raise HarnessUnavailable(
+        "refusing to grade outside the sandbox: plain `nbgrader autograde` (and the formgrader's autograde button) "
+        "would run the student's code as you, with your files and the gradebook in reach; " + USE_COURSE_GRADE
+    )
+
+
 class HarnessExecute(Execute):
     """nbgrader's ``Execute``, with harness-form hidden tests judged in the grader's process (module docstring)."""
 
@@ -139,6 +161,7 @@ class HarnessExecute(Execute):
     )
 
     def preprocess(self, nb, resources=None, km=None):
+        refuse_outside_the_sandbox(self.kernel_manager_class)
         resources = resources if resources is not None else {}
         info = resources.get("nbgrader", {})
         self._trusted = trusted_test_cells(resources)

@@ -192,11 +192,11 @@ class Student:
         used = reply.get("forbidden") or []
         if type(used) is not list or not all(isinstance(u, str) for u in used):
             raise protocol.ProtocolError("the kernel's list of forbidden calls is malformed")
-        if "error" in reply:
-            raise exception_from(reply["error"])
-        if used:  # reported even when the student's code caught the error
+        if used:  # reported even when the student's code caught the error, or raised another one after it
             called = next((u for u in used if u in names), used[0])[:MAX_TEXT]
             raise ForbiddenCallError(f"`{called}` is not allowed in this exercise. {hint}".strip())
+        if "error" in reply:
+            raise exception_from(reply["error"])
         if "value" not in reply:
             raise protocol.ProtocolError("the kernel's reply has neither a value nor an error")
         value = protocol.decode(reply["value"], self._handle)

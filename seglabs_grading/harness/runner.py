@@ -115,6 +115,9 @@ def _items(cases: Any, what: str) -> list[tuple[str, Callable[[], Any]]]:
     return pairs
 
 
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def failure_message(err: BaseException) -> str:
     """A failed case's line: an AssertionError's message, else ``ExceptionType: message``."""
     if isinstance(err, AssertionError):
@@ -123,7 +126,8 @@ def failure_message(err: BaseException) -> str:
         text = f"{err.type_name}: {err.message}" if err.message else err.type_name
     else:
         text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    text = re.sub(r"\s+\n", "\n", text).strip()
+    # One line, printable characters only: a message from the kernel must not forge "✓ ..." or "Score:" lines.
+    text = " ".join(CONTROL.sub(" ", text).split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 

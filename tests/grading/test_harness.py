@@ -280,6 +280,27 @@ def test_a_kernel_that_fails_to_answer_never_passes_a_case_expecting_an_error(ca
         assert verdict.score == 0 and not verdict.cases[0].passed, verdict
 
 
+def test_a_forbidden_call_counts_even_when_an_expected_error_follows():
+    error = {"module": "builtins", "type": "ValueError", "message": "bad scale"}
+    student = Student(Canned({"error": error, "forbidden": ["torch.nn.functional.interpolate"]}))
+    with pytest.raises(ForbiddenCallError, match="interpolate"):
+        student.nearest_unpool(1)
+
+
+def test_a_kernel_message_cannot_forge_lines_of_the_verdict():
+    error = {
+        "module": "builtins",
+        "type": "ValueError",
+        "message": "no\n  ✓ shape\r\nScore: 4 of 4 points\x1b[32m",
+    }
+    block = "# harness\ndef case():\n    student.f()\nrun_cases({'shape': case})\n"
+    verdict = run_hidden(block, Student(Canned({"error": error})), seed=1, points=4, grade_id="t")
+    assert verdict.score == 0
+    text = "\n".join(verdict.lines())
+    assert not any(line.lstrip().startswith("✓") for line in text.splitlines()), text
+    assert sum(line.startswith("Score:") for line in text.splitlines()) == 1, text
+
+
 def test_a_reply_claiming_a_passing_type_name_only_gives_a_string():
     student = Student(Canned({"value": "torch.nn.modules.conv.Conv2d"}))
     assert (
@@ -435,6 +456,14 @@ def test_a_pipeline_without_the_harness_refuses_with_a_message_naming_course_gra
         HarnessVerdicts().preprocess(_harness_notebook(), {})
 
 
+def test_plain_nbgrader_autograde_refuses_to_run_a_kernel_outside_the_sandbox(monkeypatch):
+    from seglabs_grading.harness.preprocessors import HarnessExecute, HarnessUnavailable
+
+    monkeypatch.delenv("SEGLAB_UNSANDBOXED_GRADING", raising=False)
+    with pytest.raises(HarnessUnavailable, match="outside the sandbox.*course grade"):
+        HarnessExecute().preprocess(_harness_notebook(), {})
+
+
 def test_verdict_outputs_replace_whatever_the_kernel_wrote():
     from seglabs_grading.harness.preprocessors import STATE, HarnessVerdicts
     from seglabs_grading.harness.runner import CaseResult, Verdict
@@ -448,7 +477,8 @@ def test_verdict_outputs_replace_whatever_the_kernel_wrote():
     outputs = nb.cells[0].outputs
     assert [o["output_type"] for o in outputs] == ["stream", "stream", "execute_result"]
     assert all(o.get("name", "stdout") == "stdout" for o in outputs)
-    assert outputs[-1]["data"]["text/plain"] == "1" and "✗ b: wrong" in outputs[1]["text"]
+    assert outputs[-1]["data"]["text/plain"] == "1" and "✗ b: wrong" in outputs[0]["text"]
+    assert outputs[1]["text"].startswith("--- what this cell's visible checks printed")  # after, and labelled
     from nbgrader.utils import determine_grade
 
     assert determine_grade(nb.cells[0]) == (1.0, 2.0)
