@@ -116,7 +116,8 @@ SETTINGS: dict[str, Setting] = {
             "SEGLAB_TEST_ALL_STUBS",
             None,
             "1: the grading tests grade every answer's stub, not one wrong answer per lab (make test-full)",
-            "tests/labs/test_grading.py, tests/grading/test_sandbox.py, tests/grading/test_forging.py",
+            "tests/labs/test_grading.py, test_wrong_answers.py, test_stub_independence.py, tests/grading/test_sandbox.py, "
+            "tests/grading/test_forging.py",
         ),
         Setting(
             "SEGLAB_UI_SOLUTIONS",

@@ -38,7 +38,8 @@ def start_kernel(cwd: Path, budget: str) -> tuple[Any, Any]:
     return km, kc
 
 
-def _stubbed(source: str) -> str:
+def stubbed(source: str) -> str:
+    """``source`` with its solution region replaced by the student version's stub."""
     return SOLUTION_BLOCK.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}{STUB}", source)
 
 
@@ -80,7 +81,7 @@ def try_notebook(
                 continue
             meta = nbgrader_meta(cell)
             grade_id = meta.get("grade_id", f"cell {index}")
-            source = _stubbed(cell.source) if grade_id in stubs else cell.source
+            source = stubbed(cell.source) if grade_id in stubs else cell.source
             for error in run_cell(kc, HIDDEN_BLOCK.sub("", source), timeout):
                 print(f"[{grade_id}] {error}")
             block = hidden_block(cell.source)

@@ -97,7 +97,7 @@ def read_lab(name: str) -> Lab:
 
 def stub(source: str) -> str:
     """The student version of an answer cell: every solution region replaced by ``raise NotImplementedError()``."""
-    return try_tool._stubbed(source)
+    return try_tool.stubbed(source)
 
 
 # --- the wrong answers of tests/labs/wrong_answers/<lab>.py ---------------------------------------------------
