@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.data import CLASSES, IGNORE_INDEX, NUM_CLASSES, SegmentationFolder, ensure_scenes, render_scene
+from helpers.metrics import confusion_matrix, iou_per_class, mean_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "solutions" / "04_fcn" / "04_fcn.ipynb"
@@ -104,16 +105,9 @@ def scores(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, device: 
     counts = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
     for i in range(0, len(images), 100):
         pred = logits_of(model, images[i : i + 100].to(device)).argmax(1).cpu()
-        truth = masks[i : i + 100]
-        keep = truth != IGNORE_INDEX
-        counts += torch.bincount(truth[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES**2).view(
-            NUM_CLASSES, NUM_CLASSES
-        )
+        counts += confusion_matrix(pred, masks[i : i + 100], NUM_CLASSES, IGNORE_INDEX)
     model.train(was_training)
-    inter = counts.diag().double()
-    union = counts.sum(0).double() + counts.sum(1).double() - inter
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, math.nan))
-    return {"miou": float(iou.nanmean()), "iou": iou.tolist()}
+    return {"miou": mean_iou(counts), "iou": iou_per_class(counts).tolist()}
 
 
 def train_for(

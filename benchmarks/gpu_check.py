@@ -147,6 +147,7 @@ def held_out_miou(model, first_seed: int, n: int) -> float:
     import torch
 
     from helpers.data import IGNORE_INDEX, NUM_CLASSES, render_scene
+    from helpers.metrics import confusion_matrix, mean_iou
 
     device = next(model.parameters()).device
     counts = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
@@ -158,14 +159,9 @@ def held_out_miou(model, first_seed: int, n: int) -> float:
             x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
             pred = model(x.to(device)).argmax(1).cpu()
             truth = torch.from_numpy(np.stack([s.mask for s in scenes])).long()
-            keep = truth != IGNORE_INDEX
-            counts += torch.bincount(truth[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES**2).view(
-                NUM_CLASSES, NUM_CLASSES
-            )
+            counts += confusion_matrix(pred, truth, NUM_CLASSES, IGNORE_INDEX)
     model.train(was_training)
-    inter = counts.diag().double()
-    union = counts.sum(0).double() + counts.sum(1).double() - inter
-    return float((inter[union > 0] / union[union > 0]).mean())
+    return mean_iou(counts)
 
 
 def check_quality(step: Step, namespace: dict, level: str) -> None:
