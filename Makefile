@@ -2,6 +2,7 @@
 # Two commands do everything on a fresh machine:  make lab   (set up and open the labs)
 #                                                 make test  (set up and run every test)
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -81,27 +82,25 @@ test-fast: install ## unit tests and static checks only (no notebooks, no gradin
 test-ui: install $(CHROMIUM) ## the labs and solutions in JupyterLab in headless Chromium (screenshots/)
 	SEGLAB_BUDGET=ci SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -m ui tests/ui $(PYTEST_ARGS)
 
-# Debian's Chromium for the browser tests, installed through apt-get when missing.
-$(CHROMIUM):
+# $(call apt_install,PACKAGE,WHAT FOR,HOW TO INSTALL IT BY HAND): as root with apt-get, install Debian's PACKAGE;
+# otherwise say what it is for and how to get it, and fail.
+define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  echo "installing $(1) $(2) (apt-get install $(1))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
 	else \
-	  echo "The browser tests need Chromium at $(CHROMIUM). Install it (Debian/Ubuntu: sudo apt-get install chromium)"; \
-	  echo "or point to one: make test CHROMIUM=/path/to/chromium. make test-fast runs everything else."; \
+	  echo "$(3)"; \
+	  echo "make test-fast runs everything else."; \
 	  exit 1; \
 	fi
+endef
 
-# bubblewrap for the grading sandbox, installed through apt-get when missing (like Chromium).
+# Debian's Chromium for the browser tests and bubblewrap for the grading sandbox, installed when missing.
+$(CHROMIUM):
+	$(call apt_install,chromium,for the browser tests,The browser tests need Chromium at $(CHROMIUM). Install it (Debian/Ubuntu: sudo apt-get install chromium) or point to one: make test CHROMIUM=/path/to/chromium.)
+
 $(BWRAP):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing bubblewrap for the grading sandbox (apt-get install bubblewrap)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
-	else \
-	  echo "Grading runs every kernel in bubblewrap at $(BWRAP). Install it (Debian/Ubuntu: sudo apt-get install bubblewrap,"; \
-	  echo "Fedora: sudo dnf install bubblewrap) or point to one: make test BWRAP=/path/to/bwrap. make test-fast runs everything else."; \
-	  exit 1; \
-	fi
+	$(call apt_install,bubblewrap,for the grading sandbox,Grading runs every kernel in bubblewrap at $(BWRAP). Install it (Debian/Ubuntu: sudo apt-get install bubblewrap$(comma) Fedora: sudo dnf install bubblewrap) or point to one: make test BWRAP=/path/to/bwrap.)
 
 install-bwrap: $(BWRAP) ## install bubblewrap, the sandbox `course grade` runs kernels in (as root: apt-get)
 
