@@ -23,6 +23,23 @@ def _panel(stepper, index: int) -> np.ndarray:
     return np.asarray(stepper.figure.axes[index].images[0].get_array(), dtype=np.float64)
 
 
+def _random_stepper(seed: int, shape, k, stride, padding, output_padding, dilation):
+    """A stepper over a random float64 input and kernel, and PyTorch's transposed convolution of the two."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    w = torch.randn(k, k, generator=g, dtype=torch.float64)
+    stepper = transposed_conv_stepper(x, w, stride, padding, output_padding, dilation=dilation)
+    expected = F.conv_transpose2d(
+        x[None, None],
+        w[None, None],
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+    )[0, 0]
+    return x, w, stepper, expected
+
+
 def test_widget_builds_with_a_slider_over_the_input_positions():
     stepper = transposed_conv_stepper(LECTURE_X, LECTURE_W, stride=2, padding=1, output_padding=1)
     assert isinstance(stepper, widgets.VBox)
@@ -63,19 +80,8 @@ def test_first_step_paints_one_scaled_kernel_at_the_top_left():
     ],
 )
 def test_last_step_output_is_the_transposed_convolution(shape, k, stride, padding, output_padding, dilation):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(*shape, generator=g, dtype=torch.float64)
-    w = torch.randn(k, k, generator=g, dtype=torch.float64)
-    stepper = transposed_conv_stepper(x, w, stride, padding, output_padding, dilation=dilation)
+    x, w, stepper, expected = _random_stepper(0, shape, k, stride, padding, output_padding, dilation)
     stepper.slider.value = stepper.slider.max
-    expected = F.conv_transpose2d(
-        x[None, None],
-        w[None, None],
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=dilation,
-    )[0, 0]
     np.testing.assert_allclose(_panel(stepper, 3), expected.numpy(), atol=1e-12)
 
 
@@ -112,18 +118,7 @@ def test_every_step_shows_the_running_sum_of_the_positions_painted(
 ):
     """Step s: the canvas is the transposed convolution (no padding) of x with every position after s set to
     0, with room for the crop frame; the scaled kernel has NaN in its dilation gaps."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(*shape, generator=g, dtype=torch.float64)
-    w = torch.randn(k, k, generator=g, dtype=torch.float64)
-    stepper = transposed_conv_stepper(x, w, stride, padding, output_padding, dilation=dilation)
-    out = F.conv_transpose2d(
-        x[None, None],
-        w[None, None],
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=dilation,
-    )[0, 0]
+    x, w, stepper, out = _random_stepper(1, shape, k, stride, padding, output_padding, dilation)
     for step in range(x.numel()):
         stepper.slider.value = step
         painted = (torch.arange(x.numel()) <= step).reshape(shape).double()
