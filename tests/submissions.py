@@ -10,9 +10,11 @@ sandbox failure cannot take the machine down.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,3 +287,30 @@ def released_course(root: Path, lab: str) -> Path:
     course = root / "course"
     shutil.copytree(_TEMPLATES[lab], course)
     return course
+
+
+@contextlib.contextmanager
+def throwaway_course(lab: str, prefix: str, *, private: bool = False, config: str = "") -> Iterator[Path]:
+    """:func:`released_course` in a fresh folder under ``/tmp`` (mode 0755, or 0700 when ``private``: a checkout
+    other users cannot enter), with ``SEGLAB_GRADING_DIR`` and ``SEGLAB_BUDGET=ci`` set while it is in use and
+    ``config`` appended to its ``nbgrader_config.py``; the folder is removed afterwards."""
+    import shutil
+    import tempfile
+
+    import pytest
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if not private:
+        os.chmod(root, 0o755)
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("SEGLAB_GRADING_DIR", str(root / "course" / "grading"))
+        mp.setenv("SEGLAB_BUDGET", "ci")
+        course = released_course(root, lab)
+        if config:
+            with open(course / "nbgrader_config.py", "a") as fh:
+                fh.write("\n" + config + "\n")
+        yield course
+    finally:
+        mp.undo()
+        shutil.rmtree(root, ignore_errors=True)

@@ -14,10 +14,8 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -264,15 +262,9 @@ def _csv(path: Path) -> dict:
 def graded():
     if LAB not in lab_names():
         pytest.skip(f"{LAB} is not present")
-    root = Path(tempfile.mkdtemp(prefix="seglabs-course-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setenv("SEGLAB_GRADING_DIR", str(root / "course" / "grading"))
-        mp.setenv("SEGLAB_BUDGET", "ci")
-        path = subs.released_course(root, LAB)
-        with open(path / "nbgrader_config.py", "a") as fh:  # late work scores 0 (nbgrader's own policy)
-            fh.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    late_is_zero = 'c.LateSubmissionPlugin.penalty_method = "zero"'  # nbgrader's own late policy
+    with subs.throwaway_course(LAB, "seglabs-course-", config=late_is_zero) as path:
+        root = path.parent
         course = course_mod.load_course(path)
         release = course.release / LAB / f"{LAB}.ipynb"
         batch = {
@@ -339,9 +331,6 @@ def graded():
             "export_2": export_2,
             "ann_grades": ann_grades,
         }
-    finally:
-        mp.undo()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -21,8 +21,6 @@ import base64
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -305,15 +303,8 @@ def _scores(course: Path) -> dict[str, dict[str, float | None]]:
 
 @pytest.fixture(scope="module")
 def batch():
-    root = Path(tempfile.mkdtemp(prefix="seglabs-forging-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setenv("SEGLAB_GRADING_DIR", str(root / "course" / "grading"))
-        mp.setenv("SEGLAB_BUDGET", "ci")
-        course = subs.released_course(root, LAB)
-        with open(course / "nbgrader_config.py", "a") as fh:
-            fh.write(f"\nc.HarnessExecute.call_time_limit = {CALL_LIMIT_S}\nc.Execute.timeout = 20\n")
+    limits = f"c.HarnessExecute.call_time_limit = {CALL_LIMIT_S}\nc.Execute.timeout = 20"
+    with subs.throwaway_course(LAB, "seglabs-forging-", config=limits) as course:
         release = course / "labs" / LAB / f"{LAB}.ipynb"
         submitted = course / "grading" / "submitted"
         hostile = _hostile(release)
@@ -324,9 +315,6 @@ def batch():
         run = nbgrader(["autograde", LAB, "--force"], cwd=course, env=env, timeout=1200)
         scores = _scores(course)
         yield {"course": course, "hostile": hostile, "scores": scores, "log": run.stdout + run.stderr}
-    finally:
-        mp.undo()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_no_code_in_the_kernel_raises_its_score_above_what_its_answers_earn(batch):
@@ -450,28 +438,27 @@ def _generic_hostile(lab: str, release: Path) -> dict[str, object]:
 
 @pytest.mark.skipif(not ALL, reason="one batch per lab: runs in make test-full (SEGLAB_TEST_ALL_STUBS=1)")
 @pytest.mark.parametrize("lab", [lab for lab in lab_names() if lab != LAB])
-def test_generic_attacks_on_every_lab_score_zero(lab, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEGLAB_GRADING_DIR", str(tmp_path / "course" / "grading"))
-    monkeypatch.setenv("SEGLAB_BUDGET", "ci")
-    course = subs.released_course(tmp_path, lab)
-    with open(course / "nbgrader_config.py", "a") as fh:
-        fh.write(f"\nc.HarnessExecute.call_time_limit = {CALL_LIMIT_S}\n")
-    release = course / "labs" / lab / f"{lab}.ipynb"
-    attacks = _generic_hostile(lab, release)
-    for name, nb in attacks.items():
-        subs.submit(nb, course / "grading" / "submitted", name, lab)
-    run = nbgrader(
-        ["autograde", lab, "--force"], cwd=course, env=nbgrader_env(grading_dir=course / "grading")
-    )
-    from nbgrader.api import Gradebook
+def test_generic_attacks_on_every_lab_score_zero(lab):
+    limit = f"c.HarnessExecute.call_time_limit = {CALL_LIMIT_S}"
+    with subs.throwaway_course(lab, f"seglabs-forging-{lab}-", config=limit) as course:
+        release = course / "labs" / lab / f"{lab}.ipynb"
+        attacks = _generic_hostile(lab, release)
+        for name, nb in attacks.items():
+            subs.submit(nb, course / "grading" / "submitted", name, lab)
+        run = nbgrader(
+            ["autograde", lab, "--force"], cwd=course, env=nbgrader_env(grading_dir=course / "grading")
+        )
+        from nbgrader.api import Gradebook
 
-    above = []
-    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
-        for name in attacks:
-            try:
-                grades = gb.find_submission_notebook(lab, lab, name).grades
-            except Exception:  # noqa: BLE001 - not graded: scores nothing
-                continue
-            above += [f"{name}: {g.name} scored {g.auto_score}" for g in grades if (g.auto_score or 0) > 0]
-    print(f"\n{lab}: {len(attacks)} hostile submissions, {len(above)} scored above their answers")
-    assert not above, "\n".join(above) + "\n" + (run.stdout + run.stderr)[-3000:]
+        above = []
+        with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
+            for name in attacks:
+                try:
+                    grades = gb.find_submission_notebook(lab, lab, name).grades
+                except Exception:  # noqa: BLE001 - not graded: scores nothing
+                    continue
+                above += [
+                    f"{name}: {g.name} scored {g.auto_score}" for g in grades if (g.auto_score or 0) > 0
+                ]
+        print(f"\n{lab}: {len(attacks)} hostile submissions, {len(above)} scored above their answers")
+        assert not above, "\n".join(above) + "\n" + (run.stdout + run.stderr)[-3000:]

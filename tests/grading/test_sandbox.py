@@ -405,7 +405,6 @@ def _submit_everything(course, release: Path, listener: _Listener, canary: Path)
 
 @pytest.fixture(scope="module")
 def batch():
-    root = Path(tempfile.mkdtemp(prefix="seglabs-hostile-", dir="/tmp"))  # 0700: a private checkout
     canary_dir = Path(tempfile.mkdtemp(prefix="seglabs-canary-", dir="/tmp"))
     os.chmod(canary_dir, 0o755)
     canary = canary_dir / "canary.txt"
@@ -414,45 +413,45 @@ def batch():
     listener = _Listener()
     mp = pytest.MonkeyPatch()
     try:
-        mp.setenv("SEGLAB_GRADING_DIR", str(root / "course" / "grading"))
-        mp.setenv("SEGLAB_BUDGET", "ci")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "must-not-reach-a-kernel")
-        course = course_mod.load_course(subs.released_course(root, LAB))
-        release = course.release / LAB / f"{LAB}.ipynb"
-        _grade_alice(course, release)
-        students = _submit_everything(course, release, listener, canary)
-        rows_before = _gradebook_rows(course.db_path)
-        tree_before = _digest_tree(course.root, _grading_output)
-        canary_before = _digest_tree(canary_dir, lambda rel: False)
-        innocent_before = _innocent_state(course)
-        report = course_mod.grade(
-            course, LAB, students=students, workers=2, limits=LIMITS, reference=False, progress=False
-        )
-        print("\n" + course_mod.grade_summary(report))
-        grades_csv, by_exercise = course_mod.export(course)
-        yield {
-            "root": root,
-            "course": course,
-            "report": report,
-            "students": students,
-            "results": {r["student"]: r for r in report.results},
-            "rows_before": rows_before,
-            "rows_after": _gradebook_rows(course.db_path),
-            "tree_before": tree_before,
-            "tree_after": _digest_tree(course.root, _grading_output),
-            "canary_before": canary_before,
-            "canary_after": _digest_tree(canary_dir, lambda rel: False),
-            "innocent_before": innocent_before,
-            "innocent_after": _innocent_state(course),
-            "leftovers": _host_leftovers(),
-            "connections": listener.accepted,
-            "csv": {(r["student"], r["lab"]): r for r in csv.DictReader(open(grades_csv))},
-            "by_exercise": list(csv.DictReader(open(by_exercise))),
-        }
+        # private=True: the course lives in a 0700 folder, like an instructor's checkout other users cannot enter.
+        with subs.throwaway_course(LAB, "seglabs-hostile-", private=True) as path:
+            root = path.parent
+            mp.setenv("AWS_SECRET_ACCESS_KEY", "must-not-reach-a-kernel")
+            course = course_mod.load_course(path)
+            release = course.release / LAB / f"{LAB}.ipynb"
+            _grade_alice(course, release)
+            students = _submit_everything(course, release, listener, canary)
+            rows_before = _gradebook_rows(course.db_path)
+            tree_before = _digest_tree(course.root, _grading_output)
+            canary_before = _digest_tree(canary_dir, lambda rel: False)
+            innocent_before = _innocent_state(course)
+            report = course_mod.grade(
+                course, LAB, students=students, workers=2, limits=LIMITS, reference=False, progress=False
+            )
+            print("\n" + course_mod.grade_summary(report))
+            grades_csv, by_exercise = course_mod.export(course)
+            yield {
+                "root": root,
+                "course": course,
+                "report": report,
+                "students": students,
+                "results": {r["student"]: r for r in report.results},
+                "rows_before": rows_before,
+                "rows_after": _gradebook_rows(course.db_path),
+                "tree_before": tree_before,
+                "tree_after": _digest_tree(course.root, _grading_output),
+                "canary_before": canary_before,
+                "canary_after": _digest_tree(canary_dir, lambda rel: False),
+                "innocent_before": innocent_before,
+                "innocent_after": _innocent_state(course),
+                "leftovers": _host_leftovers(),
+                "connections": listener.accepted,
+                "csv": {(r["student"], r["lab"]): r for r in csv.DictReader(open(grades_csv))},
+                "by_exercise": list(csv.DictReader(open(by_exercise))),
+            }
     finally:
         listener.close()
         mp.undo()
-        shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(canary_dir, ignore_errors=True)
 
 
