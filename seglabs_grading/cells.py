@@ -1,5 +1,6 @@
-"""Reading nbgrader's graded cells: the one home of the rules the ``course`` command, the tests and the
-Makefile share (which cells carry points, where hidden tests and solutions start and end).
+"""Reading nbgrader's graded cells: the one home of the rules the ``course`` command, the harness, the tests and the
+Makefile share (which cells carry points, which are test and answer cells, where hidden tests and solutions start
+and end).
 
 ``python -m seglabs_grading.cells --write-release-ids tests/grade_ids.json`` records every lab's grade_ids
 and points as released (``make release-ids``).
@@ -31,6 +32,25 @@ def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def is_test(cell_type: str | None, *, grade: object, solution: object) -> bool:
+    """The rule for a test cell, from a cell's type and nbgrader flags (a notebook's metadata or the gradebook's
+    records): a code cell that carries points (``grade``) and that students do not answer (no ``solution``)."""
+    return cell_type == "code" and bool(grade) and not solution
+
+
+def is_test_cell(cell) -> bool:
+    """Whether a notebook cell (a node or a plain dict) is an autograded test cell (see :func:`is_test`)."""
+    meta = nbgrader_meta(cell)
+    return is_test(cell.get("cell_type"), grade=meta.get("grade"), solution=meta.get("solution"))
+
+
+def is_answer_cell(cell) -> bool:
+    """Whether a notebook cell is an autograded answer cell: a code cell students fill in (``solution``) that
+    carries no points itself (its test cell does)."""
+    meta = nbgrader_meta(cell)
+    return cell.get("cell_type") == "code" and bool(meta.get("solution")) and not meta.get("grade")
+
+
 @dataclass(frozen=True)
 class GradedCell:
     grade_id: str
@@ -45,8 +65,8 @@ def graded_cells(nb) -> list[GradedCell]:
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
         if meta.get("grade"):
-            autograded = not meta.get("solution", False)
-            out.append(GradedCell(meta["grade_id"], cell.cell_type, float(meta.get("points", 0)), autograded))
+            points = float(meta.get("points", 0))
+            out.append(GradedCell(meta["grade_id"], cell.cell_type, points, is_test_cell(cell)))
     return out
 
 
@@ -57,11 +77,7 @@ def grade_points(path: Path) -> dict[str, float]:
 
 def answer_code_cells(nb) -> list[str]:
     """grade_ids of autograded answer cells (code cells students fill in)."""
-    return [
-        nbgrader_meta(c)["grade_id"]
-        for c in nb.cells
-        if c.cell_type == "code" and nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")
-    ]
+    return [nbgrader_meta(c)["grade_id"] for c in nb.cells if is_answer_cell(c)]
 
 
 def hidden_test_lines(nb) -> list[str]:

@@ -21,6 +21,8 @@ from seglabs_grading.cells import (  # noqa: F401  (re-exported for the tests)
     answer_code_cells,
     graded_cells,
     hidden_test_lines,
+    is_answer_cell,
+    is_test_cell,
     nbgrader_meta,
     read,
 )

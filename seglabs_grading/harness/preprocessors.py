@@ -29,7 +29,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Unicode
 
 from helpers.config import setting
-from seglabs_grading.cells import HIDDEN_BLOCK
+from seglabs_grading.cells import HIDDEN_BLOCK, is_test, is_test_cell
 from seglabs_grading.harness.errors import HarnessError
 from seglabs_grading.harness.proxy import Student
 from seglabs_grading.harness.runner import Verdict, run_hidden, split_test_cell
@@ -48,11 +48,6 @@ USE_COURSE_GRADE = "grade with `course grade` (see the README), which runs the c
 
 class HarnessUnavailable(HarnessError):
     """This notebook's hidden tests cannot be judged here; grading it must fail loudly."""
-
-
-def is_test_cell(cell: Any) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def harness_cells(nb: Any) -> list[Any]:
@@ -74,7 +69,7 @@ def trusted_test_cells(resources: dict[str, Any]) -> dict[str, tuple[tuple[str, 
         source_nb = gb.find_notebook(info["notebook"], info["assignment"])
         solutions = {c.name for c in source_nb.solution_cells}
         for grade_cell in source_nb.grade_cells:
-            if grade_cell.name in solutions or grade_cell.cell_type != "code":
+            if not is_test(grade_cell.cell_type, grade=True, solution=grade_cell.name in solutions):
                 continue
             source = gb.find_source_cell(grade_cell.name, info["notebook"], info["assignment"]).source
             # A test cell without a harness-form block is never left to the kernel's outputs: it scores 0 with

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.config import setting
-from seglabs_grading.cells import HIDDEN_BLOCK, SOLUTION_BLOCK, nbgrader_meta, read
+from seglabs_grading.cells import HIDDEN_BLOCK, SOLUTION_BLOCK, is_test_cell, nbgrader_meta, read
 from seglabs_grading.harness.proxy import Student
 from seglabs_grading.harness.runner import Verdict, hidden_block, is_harness_block, run_hidden
 from seglabs_grading.harness.seed import ENV, seed_for
@@ -84,7 +84,9 @@ def try_notebook(
             source = stubbed(cell.source) if grade_id in stubs else cell.source
             for error in run_cell(kc, HIDDEN_BLOCK.sub("", source), timeout):
                 print(f"[{grade_id}] {error}")
-            block = hidden_block(cell.source)
+            block = (
+                hidden_block(cell.source) if is_test_cell(cell) else None
+            )  # as the grader: test cells only
             if block is None or (cells and grade_id not in cells):
                 continue
             if not is_harness_block(block):

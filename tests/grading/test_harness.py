@@ -375,6 +375,25 @@ def test_split_test_cell_finds_harness_blocks_only():
     assert split_test_cell("check(1)\n") is None
 
 
+def test_one_rule_says_which_cells_are_test_and_answer_cells():
+    import nbformat
+
+    from seglabs_grading.cells import is_answer_cell, is_test_cell
+
+    def cell(kind, **flags):
+        new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+        node = new("x = 1")
+        node.metadata["nbgrader"] = {"grade_id": "g", **flags}
+        return node
+
+    test, answer = cell("code", grade=True, solution=False), cell("code", grade=False, solution=True)
+    written = cell("markdown", grade=True, solution=True)
+    assert is_test_cell(test) and is_test_cell(dict(test)) and not is_answer_cell(test)
+    assert is_answer_cell(answer) and not is_test_cell(answer)
+    assert not is_test_cell(written) and not is_answer_cell(written)
+    assert not is_test_cell(nbformat.v4.new_code_cell("x = 1"))
+
+
 def test_seed_depends_on_secret_lab_and_student():
     seeds = {seed_for(s, lab, who) for s in (b"a", b"b") for lab in ("l1", "l2") for who in ("x", "y")}
     assert len(seeds) == 8 and seed_for(b"a", "l1", "x") == seed_for(b"a", "l1", "x")

@@ -31,7 +31,15 @@ from seglabs_grading.harness.runner import Verdict, hidden_block, run_hidden, sp
 from seglabs_grading.harness.seed import seed_for
 from seglabs_grading.harness.transport import JupyterTransport
 from tests.labs.test_independence import defined_names, prerequisites
-from tests.labtools import HIDDEN_BLOCK, SOLUTIONS, nbgrader_meta, read, solution_path
+from tests.labtools import (
+    HIDDEN_BLOCK,
+    SOLUTIONS,
+    is_answer_cell,
+    is_test_cell,
+    nbgrader_meta,
+    read,
+    solution_path,
+)
 
 try_tool = importlib.import_module("seglabs_grading.harness.try")  # `try` is a keyword: no plain import
 WRONG_ANSWERS = Path(__file__).resolve().parent / "wrong_answers"
@@ -77,10 +85,10 @@ def read_lab(name: str) -> Lab:
         meta = nbgrader_meta(cell)
         grade_id = meta.get("grade_id", f"cell {index}")
         lab.cells.append((grade_id, cell.source))
-        if meta.get("solution") and not meta.get("grade"):
+        if is_answer_cell(cell):
             lab.answers[grade_id], lab.bound_before[grade_id] = cell.source, set(bound)
             lab.following[grade_id], last_answer = (), grade_id
-        elif meta.get("grade") and hidden_block(cell.source) is not None:
+        elif is_test_cell(cell) and hidden_block(cell.source) is not None:
             split = split_test_cell(cell.source)
             if split is None:
                 lab.legacy.append(grade_id)

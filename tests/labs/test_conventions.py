@@ -14,6 +14,7 @@ from tests.labtools import (
     SOLUTION_MARKERS,
     answer_code_cells,
     graded_cells,
+    is_test_cell,
     lab_names,
     nbgrader_meta,
     read,
@@ -91,9 +92,7 @@ def test_grade_ids_unique_and_cells_well_formed(lab):
                 f"{lab}/{meta['grade_id']}: a written answer needs a rubric"
             )
         if any(m in cell.source for m in HIDDEN_MARKERS):
-            assert meta.get("grade") and not meta.get("solution"), (
-                f"{lab}: hidden tests outside a test cell ({meta.get('grade_id')})"
-            )
+            assert is_test_cell(cell), f"{lab}: hidden tests outside a test cell ({meta.get('grade_id')})"
     assert answer_code_cells(nb), f"{lab}: no autograded answer cell"
 
 
@@ -107,8 +106,7 @@ def test_every_test_cell_is_graded_by_the_harness(lab):
     not_harness = [
         nbgrader_meta(c)["grade_id"]
         for c in nb.cells
-        if c.cell_type == "code" and nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")
-        if split_test_cell(c.source) is None
+        if is_test_cell(c) and split_test_cell(c.source) is None
     ]
     assert not not_harness, f"{lab}: test cells without a '# harness' hidden block: {not_harness}"
 

@@ -20,8 +20,16 @@ import re
 
 import pytest
 
-from seglabs_grading.harness.runner import split_test_cell
-from tests.labtools import lab_names, nbgrader_meta, read, solution_path
+from seglabs_grading.harness.runner import hidden_block, split_test_cell
+from tests.labtools import (
+    HIDDEN_BLOCK,
+    is_answer_cell,
+    is_test_cell,
+    lab_names,
+    nbgrader_meta,
+    read,
+    solution_path,
+)
 
 PROXY_METHODS = {"has", "value", "list", "type_name", "new", "forbidding", "count_torch_calls", "time_limit"}
 HEADING = re.compile(r"^##\s+Exercise\s+(\d+)\b", re.M)
@@ -97,11 +105,6 @@ def prerequisites(block: str) -> tuple[str, ...]:
     return ()
 
 
-def _is_answer(cell) -> bool:
-    meta = nbgrader_meta(cell)
-    return cell.cell_type == "code" and bool(meta.get("solution")) and not meta.get("grade")
-
-
 def exercises(nb) -> list[tuple[int | None, list]]:
     """The notebook as (exercise number or None before the first heading, its cells), in order."""
     sections: list[tuple[int | None, list]] = [(None, [])]
@@ -124,19 +127,17 @@ def independence_problems(nb) -> tuple[list[str], int, int]:
         own: set[str] = set()
         for cell in cells:
             meta = nbgrader_meta(cell)
-            if _is_answer(cell):
+            if is_answer_cell(cell):
                 own |= defined_names(cell.source)
                 answer_exercise[meta["grade_id"]] = number
                 answer_names[meta["grade_id"]] = defined_names(cell.source)
                 continue
             if cell.cell_type != "code":
                 continue
-            split = split_test_cell(cell.source) if meta.get("grade") else None
+            split = split_test_cell(cell.source) if is_test_cell(cell) else None
             if split is None:
-                legacy += int(bool(meta.get("grade")) and "### BEGIN HIDDEN TESTS" in cell.source)
-                given |= defined_names(
-                    re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", cell.source, flags=re.S)
-                )
+                legacy += int(is_test_cell(cell) and hidden_block(cell.source) is not None)
+                given |= defined_names(HIDDEN_BLOCK.sub("", cell.source))
                 continue
             checked += 1
             given |= defined_names(split[0])
