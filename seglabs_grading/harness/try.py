@@ -84,9 +84,8 @@ def try_notebook(
             source = stubbed(cell.source) if grade_id in stubs else cell.source
             for error in run_cell(kc, HIDDEN_BLOCK.sub("", source), timeout):
                 print(f"[{grade_id}] {error}")
-            block = (
-                hidden_block(cell.source) if is_test_cell(cell) else None
-            )  # as the grader: test cells only
+            # As the grader does: only a test cell's hidden block is judged.
+            block = hidden_block(cell.source) if is_test_cell(cell) else None
             if block is None or (cells and grade_id not in cells):
                 continue
             if not is_harness_block(block):
