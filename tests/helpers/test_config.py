@@ -37,12 +37,13 @@ def test_typo_is_an_error_not_a_silent_ci_budget(monkeypatch):
 # every SEGLAB_* variable: one table, one function
 # ------------------------------------------------------------------------------------------------
 def test_setting_reads_defaults_types_and_names_the_variable(monkeypatch):
+    default = int(SETTINGS["SEGLAB_CELL_TIMEOUT"].default)  # the one home of the default (120 s)
     monkeypatch.delenv("SEGLAB_CELL_TIMEOUT", raising=False)
-    assert setting("SEGLAB_CELL_TIMEOUT", int) == 120
+    assert setting("SEGLAB_CELL_TIMEOUT", int) == default
     monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", " 900 ")
     assert setting("SEGLAB_CELL_TIMEOUT", int) == 900
     monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", "")
-    assert setting("SEGLAB_CELL_TIMEOUT", int) == 120, "an empty variable counts as unset"
+    assert setting("SEGLAB_CELL_TIMEOUT", int) == default, "an empty variable counts as unset"
     monkeypatch.setenv("SEGLAB_CELL_TIMEOUT", "ten")
     with pytest.raises(ValueError, match=r"SEGLAB_CELL_TIMEOUT='ten' is not a valid int \(seconds"):
         setting("SEGLAB_CELL_TIMEOUT", int)

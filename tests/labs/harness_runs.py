@@ -43,7 +43,9 @@ from tests.labtools import (
 
 try_tool = importlib.import_module("seglabs_grading.harness.try")  # `try` is a keyword: no plain import
 WRONG_ANSWERS = Path(__file__).resolve().parent / "wrong_answers"
-CELL_TIMEOUT_S = 600.0  # one cell of the solution, or one variant (the grading cell timeout)
+# One cell of the solution, or one variant, at the CI budget on a loaded machine: a generous bound of these tests,
+# not the grading cell timeout (that is SEGLAB_CELL_TIMEOUT, helpers.config.SETTINGS).
+CELL_TIMEOUT_S = 600.0
 LAB_OUTPUTS = (".ipynb_checkpoints", "__pycache__", "runs", "checkpoints", "*.pt", "*.pth")  # not copied
 SAVED = "_harness_runs_saved"  # the kernel's name for the solution's objects while a variant is in
 
