@@ -5,11 +5,20 @@
 ``tmpfs`` files included, and its OOM killer stops the submission when the total passes the cap. A ``pids``
 cgroup caps processes and threads of the submission alone, whatever uid they run as.
 
-The grader creates one child group per kernel under its own cgroup and puts the sandbox's first process in it
-before that process starts (:meth:`Cgroup.join` runs between ``fork`` and ``exec``), so every process of the
-submission is inside from the start. Where this is impossible (no cgroup file system, cgroup v2 without
-delegation, cgroup v1 as a normal user), :func:`create` returns ``None`` with the reason, grading goes on with
-the per-process limits alone, and ``course grade`` says so in its summary.
+Two steps. Once per batch, before any worker starts, the grader calls :func:`prepare`: it finds the **base**
+group every kernel's group is made in (the grader's own cgroup) and, on cgroup v2, makes it able to have
+children with controllers: a v2 group with processes cannot also hand controllers to children (the "no internal
+processes" rule), so the grader moves itself into a leaf ``base/seglabs-grader`` and enables only the wanted
+controllers that ``base/cgroup.controllers`` offers in ``base/cgroup.subtree_control``. The result,
+:class:`Parent`, is plain data the workers receive with each job. Per kernel, a worker calls :func:`create`:
+``base/seglabs-<pid>-<n>``, a sibling of the grader's leaf (never under the worker's own group), joined by the
+sandbox's first process before it starts (:meth:`Cgroup.join` runs between ``fork`` and ``exec``), so every
+process of the submission is inside from the start.
+
+Where this is impossible (no cgroup file system, a v2 base without the controllers delegated, or shared with
+other processes such as the shell that started ``course``; cgroup v1 as a normal user), :func:`prepare` or
+:func:`create` returns ``None`` with the reason, grading goes on with the per-process limits alone, and
+``course grade`` says so in its summary (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -20,11 +29,43 @@ import itertools
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path("/sys/fs/cgroup")
+WANTED = ("memory", "pids")  # the first is required (the memory cap); the others are used where offered
+LEAF = "seglabs-grader"  # the grader's own group under the base, on cgroup v2
+DELEGATE_HINT = (
+    "run grading in a cgroup of its own with the controllers delegated: "
+    "`systemd-run --user --scope -p Delegate=yes .venv/bin/course grade ...` "
+    "(as root: `systemd-run --scope -p Delegate=yes ...`)"
+)
 _counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Where the kernels' groups of a batch are made, found once by the grader (:func:`prepare`): plain data.
+
+    ``folders``: v2: ``{"": base}``; v1: ``{"memory": folder}`` and ``{"pids": folder}`` where there is one.
+    ``controllers``: what each kernel's group gets (v2: enabled in the base's ``cgroup.subtree_control``).
+    """
+
+    version: int
+    folders: dict[str, str]
+    controllers: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Parent:
+        return cls(int(data["version"]), dict(data["folders"]), tuple(data["controllers"]))
+
+    def holds(self, folder: Path) -> bool:
+        """Whether ``folder`` is a kernel's group of this parent (the only kind the grader may remove)."""
+        return any(folder.parent == Path(base) and folder.name != LEAF for base in self.folders.values())
 
 
 @dataclass
@@ -33,6 +74,7 @@ class Cgroup:
 
     version: int
     folders: list[Path]
+    controllers: tuple[str, ...] = field(default=())
 
     def join(self) -> None:
         """Move the calling process into the groups. Safe between ``fork`` and ``exec`` (plain syscalls)."""
@@ -107,72 +149,166 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _create_v1(name: str, memory_bytes: int, pids: int) -> Cgroup:
-    own = _own_paths()
-    memory = ROOT / "memory" / own.get("memory", "/").lstrip("/") / name
+def _words(path: Path) -> list[str]:
+    return path.read_text().split()
+
+
+# -----------------------------------------------------------------------------------------------------
+# Once per batch, in the grader: prepare
+# -----------------------------------------------------------------------------------------------------
+def _v2_base(root: Path, own: str | None) -> Path:
+    """The grader's own v2 group, or the group above it when it is already the grader's leaf (an earlier batch
+    of this process moved it there)."""
+    base = root / (own if own is not None else _own_paths().get("", "/")).lstrip("/")
+    return base.parent if base.name == LEAF and base != root else base
+
+
+def _move_into_leaf(base: Path) -> Path:
+    leaf = base / LEAF
+    leaf.mkdir(exist_ok=True)
+    _write(leaf / "cgroup.procs", str(os.getpid()))
+    return leaf
+
+
+def _leave_leaf(base: Path, leaf: Path) -> None:
+    """Undo :func:`_move_into_leaf` after a failure: back into the base, and no leaf left behind."""
+    with contextlib.suppress(OSError):
+        _write(base / "cgroup.procs", str(os.getpid()))
+    with contextlib.suppress(OSError):
+        leaf.rmdir()
+
+
+def _enable_v2(base: Path, enable: list[str]) -> str:
+    """Enable ``enable`` for the children of ``base``, moving the grader into its leaf when ``base`` holds
+    processes; ``""`` or why it cannot."""
+    line = " ".join(f"+{name}" for name in enable)
+    try:
+        _write(base / "cgroup.subtree_control", line)
+        return ""
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise
+    leaf = _move_into_leaf(base)
+    try:
+        _write(base / "cgroup.subtree_control", line)
+        return ""
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            _leave_leaf(base, leaf)
+            raise
+    others = [p for p in _words(base / "cgroup.procs") if p != str(os.getpid())]
+    _leave_leaf(base, leaf)
+    return (
+        f"cgroup v2: {len(others) or 'other'} other process(es) share the grader's cgroup {base} (e.g. the shell "
+        f"that started it), so it cannot hand {', '.join(enable)} to children; {DELEGATE_HINT}"
+    )
+
+
+def _prepare_v2(root: Path, wanted: tuple[str, ...], own: str | None) -> tuple[Parent | None, str]:
+    base = _v2_base(root, own)
+    offered = _words(base / "cgroup.controllers")
+    if not wanted or wanted[0] not in offered:
+        need = wanted[0] if wanted else "any"
+        return None, (
+            f"cgroup v2: the {need} controller is not delegated to {base} (it offers: "
+            f"{' '.join(offered) or 'none'}); {DELEGATE_HINT}"
+        )
+    enable = [name for name in wanted if name in offered]
+    missing = [name for name in enable if name not in _words(base / "cgroup.subtree_control")]
+    why = _enable_v2(base, missing) if missing else ""
+    if why:
+        return None, why
+    return Parent(2, {"": str(base)}, tuple(enable)), ""
+
+
+def _prepare_v1(root: Path, own: dict[str, str]) -> tuple[Parent | None, str]:
+    memory = root / "memory" / own.get("memory", "/").lstrip("/")
+    if not os.access(memory, os.W_OK):
+        return (
+            None,
+            f"cgroup v1: {memory} is not writable (cgroup v1 is not delegated to normal users: grade as root)",
+        )
+    folders = {"memory": str(memory)}
+    pids = root / "pids" / own.get("pids", "/").lstrip("/")
+    if (pids / "cgroup.procs").exists() and os.access(pids, os.W_OK):
+        folders["pids"] = str(pids)
+    return Parent(1, folders, tuple(folders)), ""
+
+
+def prepare(
+    root: Path = ROOT, wanted: tuple[str, ...] = WANTED, own: str | None = None
+) -> tuple[Parent | None, str]:
+    """Once per batch, in the grader before any worker starts: where the kernels' groups go, or ``(None, why)``.
+
+    ``root``: the cgroup file system (a v2 one where it has ``cgroup.controllers``, else v1 folders per
+    controller); ``wanted``: the v2 controllers each kernel's group should get; ``own``: the grader's v2 path
+    (default: from ``/proc/self/cgroup``). On v2 this may move the grader into ``base/seglabs-grader``.
+    """
+    root = Path(root)
+    v2 = (root / "cgroup.controllers").exists()
+    try:
+        if v2:
+            return _prepare_v2(root, tuple(wanted), own)
+        if (root / "memory" / "cgroup.procs").exists():
+            return _prepare_v1(root, _own_paths())
+        return None, f"no cgroup file system at {root}"
+    except OSError as err:
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        return None, f"cannot prepare a cgroup v{2 if v2 else 1} ({err.strerror or err}{where})" + (
+            f"; {DELEGATE_HINT}" if v2 else ""
+        )
+
+
+# -----------------------------------------------------------------------------------------------------
+# Per kernel, in a worker: create
+# -----------------------------------------------------------------------------------------------------
+def _create_v1(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgroup:
+    memory = Path(parent.folders["memory"]) / name
     memory.mkdir()
     folders = [memory]
     try:
         _write(memory / "memory.limit_in_bytes", str(memory_bytes))
         with contextlib.suppress(OSError):  # only where swap accounting exists: swap counts too
             _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
-        pid_root = ROOT / "pids" / own.get("pids", "/").lstrip("/")
-        if pids and (pid_root / "cgroup.procs").exists():
-            (pid_root / name).mkdir()
-            folders.append(pid_root / name)
-            _write(pid_root / name / "pids.max", str(pids))
+        if pids and "pids" in parent.folders:
+            folder = Path(parent.folders["pids"]) / name
+            folder.mkdir()
+            folders.append(folder)
+            _write(folder / "pids.max", str(pids))
     except BaseException:
         Cgroup(1, folders).remove()
         raise
-    return Cgroup(1, folders)
+    return Cgroup(1, folders, ("memory", "pids") if len(folders) == 2 else ("memory",))
 
 
-def _enable_v2_controllers(base: Path) -> None:
-    """Enable memory and pids for children of ``base``; a v2 group with processes cannot have both, so move
-    this process into a leaf of its own first when needed (the delegated-scope recipe in the README)."""
-    wanted = "+memory +pids"
-    try:
-        _write(base / "cgroup.subtree_control", wanted)
-    except OSError as err:
-        if err.errno != errno.EBUSY:
-            raise
-        leaf = base / "seglabs-grader"
-        leaf.mkdir(exist_ok=True)
-        _write(leaf / "cgroup.procs", "0")
-        _write(base / "cgroup.subtree_control", wanted)
-
-
-def _create_v2(name: str, memory_bytes: int, pids: int) -> Cgroup:
-    base = ROOT / _own_paths().get("", "/").lstrip("/")
-    if "memory" not in (base / "cgroup.controllers").read_text().split():
-        raise OSError(f"the memory controller is not delegated to {base}")
-    if "memory" not in (base / "cgroup.subtree_control").read_text().split():
-        _enable_v2_controllers(base)
-    folder = base / name
+def _create_v2(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgroup:
+    folder = Path(parent.folders[""]) / name
     folder.mkdir()
-    group = Cgroup(2, [folder])
+    controllers = tuple(c for c in parent.controllers if c != "pids" or pids)
+    group = Cgroup(2, [folder], controllers)
     try:
-        _write(folder / "memory.max", str(memory_bytes))
-        with contextlib.suppress(OSError):
-            _write(folder / "memory.swap.max", "0")
-        if pids:
-            with contextlib.suppress(FileNotFoundError):
-                _write(folder / "pids.max", str(pids))
+        if "memory" in controllers:
+            _write(folder / "memory.max", str(memory_bytes))
+            with contextlib.suppress(OSError):
+                _write(folder / "memory.swap.max", "0")
+        if "pids" in controllers:
+            _write(folder / "pids.max", str(pids))
     except BaseException:
         group.remove()
         raise
     return group
 
 
-def create(memory_mb: int, pids: int) -> tuple[Cgroup | None, str]:
-    """A fresh group capping memory (MB, all kinds) and process count; ``(None, reason)`` where impossible."""
+def create(parent: Parent | None, memory_mb: int, pids: int, reason: str = "") -> tuple[Cgroup | None, str]:
+    """A fresh group under ``parent`` capping memory (MB, all kinds) and process count (0: no pids cap);
+    ``(None, reason)`` where impossible (``reason``: why :func:`prepare` found no parent)."""
+    if parent is None:
+        return None, reason or "no cgroup prepared for this batch"
     name = f"seglabs-{os.getpid()}-{next(_counter)}"
     try:
-        if (ROOT / "cgroup.controllers").exists():
-            return _create_v2(name, memory_mb << 20, pids), ""
-        if (ROOT / "memory" / "cgroup.procs").exists():
-            return _create_v1(name, memory_mb << 20, pids), ""
-        return None, f"no cgroup file system at {ROOT}"
+        if parent.version == 2:
+            return _create_v2(parent, name, memory_mb << 20, pids), ""
+        return _create_v1(parent, name, memory_mb << 20, pids), ""
     except OSError as err:
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
         return None, f"cannot create a cgroup ({err.strerror or err}{where})"
@@ -182,8 +318,13 @@ def describe(group: Cgroup | None, reason: str, memory_mb: int) -> str:
     """One line for the grading summary: how memory was capped."""
     if not memory_mb:
         return "memory cap: none (--memory-mb 0)"
+    if group is not None and "memory" in group.controllers:
+        return (
+            f"memory cap: cgroup v{group.version} ({', '.join(group.controllers)}), {memory_mb} MB per "
+            "submission (shared memory included)"
+        )
     if group is not None:
-        return f"memory cap: cgroup v{group.version}, {memory_mb} MB per submission (shared memory included)"
+        reason = f"its cgroup v{group.version} has no memory controller"
     return (
         f"memory cap: RLIMIT_DATA only, {memory_mb} MB per process; shared memory is NOT capped ({reason}; "
         "README: 'What grading needs')"

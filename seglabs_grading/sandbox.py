@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.config import META_FILE
 from seglabs_grading import bwrap, cgroup
 from seglabs_grading import status as st
 
@@ -82,7 +83,7 @@ class Limits:
     cell_timeout: int = 120  # seconds per cell (nbgrader interrupts the cell, the rest still runs)
     notebook_timeout: int = 900  # seconds for the whole submission, enforced by killing it
     memory_mb: int = 4096  # cgroup total and RLIMIT_DATA per process; 0 = no limit
-    max_procs: int = 64  # processes and threads: pids cgroup and RLIMIT_NPROC of the slot's uid
+    max_procs: int = 64  # processes and threads: pids cgroup and/or RLIMIT_NPROC (see nproc_limit)
     cpu_s: int = 0  # RLIMIT_CPU per process; 0 = 2 x notebook_timeout
     file_mb: int = 512  # RLIMIT_FSIZE (largest file) and the size of the private /tmp
     output_mb: float = 4.0  # outputs kept per notebook (every kind); errors are kept, shortened
@@ -339,7 +340,7 @@ def publish_datasets(job_dir: Path, shared: Path) -> list[str]:
     for entry in sorted(made.iterdir()) if made.is_dir() else []:
         if entry.is_symlink() or not entry.is_dir() or entry.name.startswith("."):
             continue
-        if (shared / entry.name).exists() or not (entry / "seglab.json").is_file():
+        if (shared / entry.name).exists() or not (entry / META_FILE).is_file():
             continue
         shared.mkdir(parents=True, exist_ok=True)
         tmp = shared / f".{entry.name}.publish-{os.getpid()}"
@@ -430,6 +431,53 @@ def _sandboxed_kernel_pid(outer: int) -> int | None:
     return None
 
 
+def _kernel_cgroup(job: dict[str, Any], limits: Limits, job_dir: Path) -> cgroup.Cgroup | None:
+    """The kernel's group, made under the batch's :class:`seglabs_grading.cgroup.Parent` (found once by the
+    grader, in the job message), recorded for the parent; the summary's memory line in ``job``."""
+    if limits.memory_mb:
+        parent = cgroup.Parent.from_dict(job["cgroup"]) if job.get("cgroup") else None
+        group, why = cgroup.create(
+            parent, limits.memory_mb, limits.max_procs + PIDS_HEADROOM, job.get("cgroup_reason", "")
+        )
+    else:
+        group, why = None, "--memory-mb 0"
+    job.setdefault("cgroups", []).append(group)
+    job["memory_note"] = cgroup.describe(group, why, limits.memory_mb)
+    if group is not None:
+        with open(job_dir / "cgroups.txt", "a") as fh:  # for the parent, should this worker be killed
+            fh.write("".join(f"{f}\n" for f in group.folders))
+    return group
+
+
+def nproc_limit(
+    limits: Limits, identity: Identity | None, group: cgroup.Cgroup | None, workers: int
+) -> tuple[int | None, str]:
+    """The kernel's ``RLIMIT_NPROC`` (``None``: not set) and the summary's line on what caps its processes.
+
+    ``RLIMIT_NPROC`` counts every task of the uid, not of the process. As root each slot has a uid of its own,
+    so it caps one submission. As a normal user every worker's kernels and the grader share one uid: where a
+    ``pids`` cgroup caps each submission, it is not set; where none does, it caps the uid's total at what the
+    uid already runs plus ``workers`` × the per-submission cap, and one submission can take its siblings' share.
+    """
+    if not limits.max_procs:
+        return None, "processes: no cap (--max-procs 0)"
+    per = limits.max_procs + PIDS_HEADROOM
+    pids_cgroup = group is not None and "pids" in group.controllers
+    if identity is not None:
+        how = f"pids cgroup ({per}) and" if pids_cgroup else "only"
+        return limits.max_procs, f"processes: {how} RLIMIT_NPROC of the slot's own uid ({limits.max_procs})"
+    if pids_cgroup:
+        return (
+            None,
+            f"processes: pids cgroup, {per} per submission (no RLIMIT_NPROC: all workers share your uid)",
+        )
+    total = user_tasks(os.getuid()) + workers * per
+    return total, (
+        f"processes: RLIMIT_NPROC only, {total} for your whole uid (what it ran + {workers} worker(s) x {per}); "
+        "no per-submission cap: one submission can starve the others (README: 'What grading needs')"
+    )
+
+
 def _sandbox_launch(manager: Any, kernel_cmd: list[str], kw: dict[str, Any]) -> list[str]:
     """Everything a kernel's launch needs but the launch itself: folders, cgroup, limits, the bwrap command."""
     job = _JOB
@@ -443,25 +491,15 @@ def _sandbox_launch(manager: Any, kernel_cmd: list[str], kw: dict[str, Any]) -> 
     if identity is not None:
         for folder in (scratch, sockets):
             _chown_tree(folder, identity.uid, identity.gid)
-    group, why = (
-        cgroup.create(limits.memory_mb, limits.max_procs + PIDS_HEADROOM) if limits.memory_mb else (None, "")
-    )
-    job.setdefault("cgroups", []).append(group)
-    job["memory_note"] = cgroup.describe(group, why or "--memory-mb 0", limits.memory_mb)
-    if group is not None:
-        with open(job_dir / "cgroups.txt", "a") as fh:  # for the parent, should this worker be killed
-            fh.write("".join(f"{f}\n" for f in group.folders))
+    group = _kernel_cgroup(job, limits, job_dir)
+    nproc, procs_note = nproc_limit(limits, identity, group, int(job.get("workers") or 1))
+    job["memory_note"] += f"; {procs_note}"
     mounts = bwrap.Mounts(
         scratch, sockets, bwrap.write_etc(job_dir / "etc"),
         data=Path(job["data_dir"]) if job.get("data_dir") and Path(job["data_dir"]).is_dir() else None,
         readonly=bwrap.python_paths(), devices=tuple(job.get("devices") or ()),
     )  # fmt: skip
     env = kernel_env(data_dir, limits.threads)
-    nproc = (
-        limits.max_procs
-        if identity
-        else (user_tasks(os.getuid()) + limits.max_procs if limits.max_procs else None)
-    )
     kw.update(
         cwd="/", env={"PATH": "/usr/bin:/bin"}, umask=0o077, preexec_fn=_limit_setter(limits, nproc, group)
     )
@@ -1012,7 +1050,7 @@ def prepare_job(batch_dir: Path, setup: BatchSetup, job: Job) -> Path:
     return job_dir
 
 
-def _job_message(job: Job, setup: BatchSetup, identity: Identity | None) -> dict[str, Any]:
+def _job_message(job: Job, setup: BatchSetup, identity: Identity | None, pool: WorkerPool) -> dict[str, Any]:
     return {
         "lab": job.lab,
         "student": job.student,
@@ -1022,6 +1060,9 @@ def _job_message(job: Job, setup: BatchSetup, identity: Identity | None) -> dict
         "limits": asdict(setup.limits),
         "data_dir": setup.data_dir,
         "devices": list(setup.devices),
+        "cgroup": pool.cgroup_parent.as_dict() if pool.cgroup_parent else None,
+        "cgroup_reason": pool.cgroup_reason,
+        "workers": len(pool.identities),
     }
 
 
@@ -1113,6 +1154,14 @@ class WorkerPool:
         self.setup = setup
         self.batch_dir = batch_dir
         self.identities = identities
+        self.cgroup_parent: cgroup.Parent | None = None
+        self.cgroup_reason = "--memory-mb 0"
+
+    def prepare_cgroup(self) -> None:
+        """Once, before any worker starts: where every kernel's cgroup goes (on v2 the grader may move itself
+        into a leaf group, see :func:`seglabs_grading.cgroup.prepare`); the workers get it with each job."""
+        if self.setup.limits.memory_mb:
+            self.cgroup_parent, self.cgroup_reason = cgroup.prepare()
 
     def _grade(
         self, slot: int, worker: _Worker | None, job: Job, stop: threading.Event
@@ -1122,7 +1171,7 @@ class WorkerPool:
         if worker is None or worker.proc.poll() is not None:
             worker = _Worker(slot, self.batch_dir / f"worker-{slot}.log")
         start = time.monotonic()
-        worker.send(_job_message(job, self.setup, identity))
+        worker.send(_job_message(job, self.setup, identity, self))
         result = worker.receive(start + self.setup.limits.notebook_timeout, stop)
         seconds = time.monotonic() - start
         if result is None:
@@ -1130,7 +1179,7 @@ class WorkerPool:
             worker.kill()
             worker = None
             result = _lost_result(job, died, self.setup.limits.notebook_timeout)
-            _cleanup_after_kill(job)
+            _cleanup_after_kill(job, self.cgroup_parent)
         result["seconds"] = seconds
         result["slot"] = slot
         return worker, result
@@ -1165,6 +1214,7 @@ class WorkerPool:
 
         todo: queue.Queue[Job | None] = queue.Queue()
         done: queue.Queue[tuple[Job, dict[str, Any]] | BaseException] = queue.Queue()
+        self.prepare_cgroup()
         count = 0
         for job in jobs:
             todo.put(job)
@@ -1197,7 +1247,7 @@ class WorkerPool:
                 t.join(timeout=self.setup.limits.notebook_timeout + 60)
 
 
-def _cleanup_after_kill(job: Job) -> None:
+def _cleanup_after_kill(job: Job, parent: cgroup.Parent | None) -> None:
     """After killing a worker: its sandbox (``--die-with-parent`` already took it) and its cgroups."""
     if job.job_dir is None:
         return
@@ -1206,8 +1256,8 @@ def _cleanup_after_kill(job: Job) -> None:
     with contextlib.suppress(OSError):
         for line in (job.job_dir / "cgroups.txt").read_text().split():
             folder = Path(line)
-            if folder.is_dir() and folder.is_relative_to(cgroup.ROOT):
-                cgroup.Cgroup(2 if (cgroup.ROOT / "cgroup.controllers").exists() else 1, [folder]).remove()
+            if parent is not None and folder.is_dir() and parent.holds(folder):
+                cgroup.Cgroup(parent.version, [folder]).remove()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,7 +318,7 @@ def _submit_sandbox_attacks(course, release: Path, values: dict) -> list[str]:
 
 
 def _cgroup_available() -> bool:
-    group, _ = cgroup.create(64, 16)
+    group, _ = cgroup.create(*cgroup.prepare(), 64, 16)
     if group is None:
         return False
     group.remove()
@@ -632,6 +632,25 @@ def test_limits_are_set_in_the_kernel_process():
     )
     expected = [(1024 << 20,) * 2, (20, 20), (30, 30), (8 << 20,) * 2, (0, 0)]
     assert run.stdout.strip() == str(expected), run.stderr  # soft and hard: the kernel cannot raise them
+
+
+def test_gpu_device_nodes_are_bound_into_the_sandbox(tmp_path):
+    # What `course grade --gpu` passes (the /dev/nvidia* nodes that exist); no GPU is needed to check the command.
+    devices = (
+        "/dev/nvidia0",
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia-caps",
+    )
+    mounts = bwrap.Mounts(tmp_path / "scratch", tmp_path / "kernel", tmp_path / "etc", devices=devices)
+    for host_uid in (None, sandbox.UID_BASE):  # one layer (a normal user) and two (root: the outer one binds)
+        cmd = bwrap.command(["python"], mounts, {}, host_uid)
+        binds = [i for i, arg in enumerate(cmd) if arg == "--dev-bind-try"]
+        assert [(cmd[i + 1], cmd[i + 2]) for i in binds] == [(d, d) for d in devices]
+        assert min(binds) > cmd.index("--dev")  # after the private /dev, which would hide them
+    plain = bwrap.Mounts(tmp_path / "scratch", tmp_path / "kernel", tmp_path / "etc")
+    assert "--dev-bind-try" not in bwrap.command(["python"], plain, {}, None)  # none without --gpu
 
 
 def test_kernel_environment_is_a_whitelist(monkeypatch):

@@ -1,0 +1,274 @@
+"""The kernels' cgroups (``seglabs_grading.cgroup``) and how the sandbox caps processes (``sandbox.nproc_limit``).
+
+One real cgroup v2 test: on this machine (cgroup v1 plus a hybrid v2 mount at ``/sys/fs/cgroup/unified`` that
+offers only ``hugetlb``), as root, a child process in a throwaway non-root v2 group runs :func:`cgroup.prepare`
+(the "no internal processes" rule makes enabling a controller fail with EBUSY until it moves into its leaf) and
+makes two kernel groups. The rest runs on fake cgroup trees (folders of plain files) and needs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seglabs_grading import cgroup, sandbox
+from tests.labtools import ROOT
+
+MB = 1 << 20
+
+
+# -----------------------------------------------------------------------------------------------------
+# A real cgroup v2 hierarchy, with the hugetlb controller standing in for memory and pids
+# -----------------------------------------------------------------------------------------------------
+def _v2_root() -> Path | None:
+    """A cgroup v2 mount whose root offers ``hugetlb`` (pure v2 at /sys/fs/cgroup, or a hybrid's unified)."""
+    for path in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        with contextlib.suppress(OSError):
+            if "hugetlb" in (path / "cgroup.controllers").read_text().split():
+                return path
+    return None
+
+
+# Runs in the throwaway group: prepare (the leaf dance), two kernel groups, a process joined into one.
+CHILD = r"""
+import json, subprocess, sys
+from pathlib import Path
+from seglabs_grading import cgroup
+
+root = Path(sys.argv[1])
+def own():
+    return [l.split(":", 2)[2] for l in Path("/proc/self/cgroup").read_text().splitlines() if l.startswith("0::")][0]
+before = own()
+parent, why = cgroup.prepare(root, ("hugetlb",))
+after = own()
+again, _ = cgroup.prepare(root, ("hugetlb",))  # a second batch in the same process: the same base
+groups = [cgroup.create(parent, 64, 16)[0] for _ in range(2)]
+sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=groups[0].join)
+members = groups[0].pids()
+left = groups[0].kill_all()
+code = sleeper.wait()
+folders = [str(g.folders[0]) for g in groups]
+controllers = [list(g.controllers) for g in groups]
+for g in groups:
+    g.remove()
+print(json.dumps(dict(before=before, after=after, parent=parent.as_dict(), why=why, again=again.as_dict(),
+    folders=folders, controllers=controllers, members=members, sleeper=sleeper.pid, left=left, code=code,
+    note=cgroup.describe(groups[0], "", 64))))
+"""
+
+
+@contextlib.contextmanager
+def _hugetlb_for_children(root: Path):
+    """``+hugetlb`` in the v2 root's ``subtree_control`` (the root may have processes), undone afterwards."""
+    control = root / "cgroup.subtree_control"
+    had = "hugetlb" in control.read_text().split()
+    if not had:
+        control.write_text("+hugetlb")
+    try:
+        yield
+    finally:
+        if not had:
+            with contextlib.suppress(OSError):  # EBUSY: another test run still uses it; harmless either way
+                control.write_text("-hugetlb")
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove a cgroup and its child groups (a group just emptied may refuse for a moment: retry)."""
+    for sub in [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []:
+        _remove_tree(sub)
+    for _ in range(100):
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
+def test_v2_prepare_moves_the_grader_into_a_leaf_and_makes_kernel_groups_beside_it():
+    root = _v2_root()
+    if not sandbox.is_root():
+        pytest.skip("needs root: it makes a throwaway group at the root of the cgroup v2 hierarchy")
+    if root is None:
+        pytest.skip(
+            "no cgroup v2 mount offering the hugetlb controller (/sys/fs/cgroup or /sys/fs/cgroup/unified)"
+        )
+    top = root / f"seglabs-test-{os.getpid()}"
+    with _hugetlb_for_children(root):
+        top.mkdir()
+        try:
+            run = subprocess.run(
+                [sys.executable, "-c", CHILD, str(root)],
+                preexec_fn=cgroup.Cgroup(2, [top]).join,  # the child is the group's process: EBUSY is real
+                capture_output=True, text=True, timeout=20, cwd=ROOT,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stderr
+            out = json.loads(run.stdout)
+            left_behind = sorted(p.name for p in top.iterdir() if p.is_dir())
+        finally:
+            _remove_tree(top)
+    name = f"/{top.name}"
+    assert [Path(f).parent for f in out["folders"]] == [top, top]  # siblings of the leaf, never nested
+    assert out["why"] == "" and out["before"] == name
+    assert out["after"] == f"{name}/{cgroup.LEAF}"  # the leaf dance happened
+    assert out["parent"] == {"version": 2, "folders": {"": str(top)}, "controllers": ["hugetlb"]}
+    assert out["again"] == out["parent"]  # never a group under the leaf, however often it runs
+    assert [Path(f).name.rsplit("-", 1)[1] for f in out["folders"]] == ["0", "1"]
+    assert out["controllers"] == [["hugetlb"], ["hugetlb"]]
+    assert out["members"] == [out["sleeper"]] and out["left"] == 0 and out["code"] == -9
+    assert left_behind == [cgroup.LEAF]  # both kernel groups removed; the leaf goes with the grader
+    assert not top.exists()
+    assert "RLIMIT_DATA only" in out["note"]  # hugetlb is no memory cap: the summary does not claim one
+
+
+# -----------------------------------------------------------------------------------------------------
+# Fake cgroup trees: plain files where the kernel has its control files
+# -----------------------------------------------------------------------------------------------------
+OWN = "/user.slice/user-1000.slice/session-1.scope"
+
+
+def _fake_v2(tmp_path: Path, controllers: str = "cpu io memory pids", procs: str = "") -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    base = root / OWN.lstrip("/")
+    base.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text(controllers)
+    (base / "cgroup.controllers").write_text(controllers)
+    (base / "cgroup.subtree_control").write_text("")
+    (base / "cgroup.procs").write_text(procs or f"{os.getpid()}\n")
+    return root, base
+
+
+def _busy_until_leaf(monkeypatch, base: Path, leaf_frees_it: bool) -> list[str]:
+    """Writes to ``base/cgroup.subtree_control`` fail with EBUSY (as with processes in ``base``), until the
+    grader moved into its leaf when ``leaf_frees_it``; returns the log of writes."""
+    writes: list[str] = []
+
+    def write(path: Path, value: str) -> None:
+        writes.append(f"{path.relative_to(base)}={value}")
+        if path.name == "cgroup.procs":
+            return  # a move: nothing to keep in a fake tree (a real group's folder can be removed after it)
+        if path == base / "cgroup.subtree_control":
+            moved = f"{cgroup.LEAF}/cgroup.procs={os.getpid()}" in writes
+            if not (leaf_frees_it and moved):
+                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+        path.write_text(value)
+
+    monkeypatch.setattr(cgroup, "_write", write)
+    return writes
+
+
+def test_v2_limits_are_written_in_a_group_beside_the_grader(tmp_path):
+    root, base = _fake_v2(tmp_path)
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert why == "" and parent == cgroup.Parent(2, {"": str(base)}, ("memory", "pids"))
+    assert (base / "cgroup.subtree_control").read_text() == "+memory +pids"
+    group, why = cgroup.create(cgroup.Parent.from_dict(json.loads(json.dumps(parent.as_dict()))), 64, 20)
+    assert why == "" and group is not None and group.folders[0].parent == base
+    assert (group.folders[0] / "memory.max").read_text() == str(64 * MB)
+    assert (group.folders[0] / "memory.swap.max").read_text() == "0"
+    assert (group.folders[0] / "pids.max").read_text() == "20"
+    assert cgroup.describe(group, "", 64).startswith("memory cap: cgroup v2 (memory, pids), 64 MB")
+
+
+def test_v2_without_pids_delegated_caps_memory_only(tmp_path):
+    root, base = _fake_v2(tmp_path, controllers="cpu memory")
+    parent, _ = cgroup.prepare(root, own=OWN)
+    assert parent is not None and parent.controllers == ("memory",)
+    assert (base / "cgroup.subtree_control").read_text() == "+memory"
+    group, _ = cgroup.create(parent, 64, 20)
+    assert group is not None and not (group.folders[0] / "pids.max").exists()
+
+
+def test_v2_memory_not_delegated_says_why(tmp_path):
+    root, base = _fake_v2(tmp_path, controllers="cpu io pids")
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert parent is None
+    assert f"the memory controller is not delegated to {base} (it offers: cpu io pids)" in why
+    assert "systemd-run --user --scope -p Delegate=yes" in why
+    assert "shared memory is NOT capped" in cgroup.describe(*cgroup.create(parent, 64, 20, why), 64)
+
+
+def test_v2_other_processes_in_the_grader_cgroup_point_to_systemd_run(tmp_path, monkeypatch):
+    root, base = _fake_v2(tmp_path, procs=f"4242\n{os.getpid()}\n")  # e.g. the instructor's shell
+    _busy_until_leaf(monkeypatch, base, leaf_frees_it=False)
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert parent is None and "1 other process(es) share the grader's cgroup" in why
+    assert "systemd-run --user --scope -p Delegate=yes" in why
+    assert not (base / cgroup.LEAF).exists()  # the grader went back: nothing left behind
+
+
+def test_v2_the_grader_alone_moves_into_its_leaf_once(tmp_path, monkeypatch):
+    root, base = _fake_v2(tmp_path)
+    writes = _busy_until_leaf(monkeypatch, base, leaf_frees_it=True)
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert why == "" and parent is not None and parent.folders == {"": str(base)}
+    assert writes == [
+        "cgroup.subtree_control=+memory +pids",
+        f"{cgroup.LEAF}/cgroup.procs={os.getpid()}",
+        "cgroup.subtree_control=+memory +pids",
+    ]
+    (base / "cgroup.subtree_control").write_text("memory pids")  # as the kernel shows it
+    writes.clear()
+    again, _ = cgroup.prepare(root, own=f"{OWN}/{cgroup.LEAF}")  # the next batch, from inside the leaf
+    assert again == parent and writes == []
+
+
+def test_v1_groups_under_the_grader_memory_and_pids_groups(tmp_path, monkeypatch):
+    root = tmp_path / "cgroup"
+    for name in ("memory", "pids"):
+        (root / name / "grader").mkdir(parents=True)
+        (root / name / "cgroup.procs").write_text("1\n")
+        (root / name / "grader" / "cgroup.procs").write_text("")
+    monkeypatch.setattr(cgroup, "_own_paths", lambda: {"memory": "/grader", "pids": "/grader", "": "/"})
+    parent, why = cgroup.prepare(root)
+    assert why == "" and parent is not None and parent.version == 1
+    group, _ = cgroup.create(parent, 64, 20)
+    assert group is not None and [f.parent for f in group.folders] == [
+        root / "memory/grader",
+        root / "pids/grader",
+    ]
+    assert (group.folders[0] / "memory.limit_in_bytes").read_text() == str(64 * MB)
+    assert (group.folders[1] / "pids.max").read_text() == "20"
+    assert parent.holds(group.folders[0]) and not parent.holds(root / "memory" / "grader")
+
+
+def test_no_cgroup_file_system_says_so(tmp_path):
+    parent, why = cgroup.prepare(tmp_path)
+    assert parent is None and why == f"no cgroup file system at {tmp_path}"
+
+
+# -----------------------------------------------------------------------------------------------------
+# RLIMIT_NPROC counts the whole uid: how the sandbox uses it
+# -----------------------------------------------------------------------------------------------------
+LIMITS = sandbox.Limits(max_procs=64)
+PER = 64 + sandbox.PIDS_HEADROOM
+
+
+def test_nproc_is_not_relied_on_where_a_pids_cgroup_caps_each_submission():
+    group = cgroup.Cgroup(2, [Path("/nonexistent")], ("memory", "pids"))
+    nproc, note = sandbox.nproc_limit(LIMITS, None, group, workers=4)
+    assert nproc is None and f"pids cgroup, {PER} per submission" in note
+
+
+def test_nproc_of_a_normal_user_counts_every_worker_and_what_the_uid_runs(monkeypatch):
+    monkeypatch.setattr(sandbox, "user_tasks", lambda uid: 100)
+    memory_only = cgroup.Cgroup(2, [Path("/nonexistent")], ("memory",))
+    for group in (None, memory_only):
+        nproc, note = sandbox.nproc_limit(LIMITS, None, group, workers=3)
+        assert nproc == 100 + 3 * PER
+        assert "RLIMIT_NPROC only" in note and "no per-submission cap" in note
+
+
+def test_nproc_as_root_is_the_slot_uid_own():
+    identity = sandbox.Identity("uid 2100000000", 2_100_000_000, 2_100_000_000)
+    assert sandbox.nproc_limit(LIMITS, identity, None, workers=8)[0] == 64
+    assert sandbox.nproc_limit(sandbox.Limits(max_procs=0), None, None, workers=8)[0] is None
