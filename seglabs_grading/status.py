@@ -29,10 +29,10 @@ NO_SUBMISSION = "no submission"
 # When one notebook shows several kinds of tampering, the first of these is its status (the rest go to details).
 TAMPERING = (TEST_CELL_REMOVED, TEST_CELL_CHANGED, DUPLICATE_GRADE_ID, ANSWER_CELL_REMOVED)
 
-# Every status, in the order of precedence used when one attempt shows several: a corrupt file cannot be
-# graded at all; tampering outranks what happened while running; a timeout outranks a death it caused.
+# The statuses one grading attempt can end with, in the order of precedence used when it shows several: a corrupt
+# file cannot be graded at all; tampering outranks what happened while running; a timeout outranks a death it caused.
+# (NOT_GRADED_YET, CHANGED, UNVERIFIED and NO_SUBMISSION describe a row, not an attempt: they never compete.)
 PRECEDENCE = (CORRUPT, *TAMPERING, TIMED_OUT, KERNEL_DIED, FAILED, GRADED)
-ALL = (*PRECEDENCE, NOT_GRADED_YET, CHANGED, UNVERIFIED, NO_SUBMISSION)
 
 
 def first(*statuses: str | None) -> str:
