@@ -104,8 +104,9 @@ $(BWRAP):
 
 install-bwrap: $(BWRAP) ## install bubblewrap, the sandbox `course grade` runs kernels in (as root: apt-get)
 
-test-full: install $(BWRAP) ## every test with the students' real training budgets (slow)
+test-full: install $(CHROMIUM) $(BWRAP) ## every test with the students' real training budgets (slow)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	SEGLAB_BUDGET=full SEGLAB_CELL_TIMEOUT=1800 SEGLAB_TEST_ALL_STUBS=1 SEGLAB_UI_SOLUTIONS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n $(JOBS) --dist loadgroup tests $(PYTEST_ARGS)
 	SEGLAB_BUDGET=full OMP_NUM_THREADS=1 $(STUDENT_KERNEL) $(BIN)/pytest -n $(JOBS) --dist loadfile solutions \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 $(PYTEST_ARGS)
