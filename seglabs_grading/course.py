@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 import warnings
 import zipfile
 from collections import Counter
@@ -49,7 +50,6 @@ from seglabs_grading import status as st
 from seglabs_grading.harness import seed as harness_seed
 
 REFERENCE_STUDENT = "_reference_solution"
-STUDENT_ID = re.compile(r"^\w[\w.@+-]{0,127}$")
 MAX_COLLECT_BYTES = 64 << 20
 
 
@@ -307,8 +307,10 @@ class CollectReport:
     )  # an existing different submission was kept
     replaced: list[tuple[str, str, str]] = field(default_factory=list)
     conflicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    ambiguous: list[tuple[str, str, list[str]]] = field(default_factory=list)  # two LMS users, one id
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (source name, reason)
     ignored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"  {s:<24} {lab:<24} <- {src}" for s, lab, src in self.imported]
@@ -319,14 +321,20 @@ class CollectReport:
         out.append(
             f"collected {len(self.imported) + len(self.replaced)} submissions; {len(self.unchanged)} unchanged, "
             f"{len(self.kept)} kept (already submitted, different: --replace to overwrite), "
-            f"{len(self.conflicts)} conflicts, {len(self.unmatched)} unmatched, {len(self.ignored)} other files ignored"
+            f"{len(self.conflicts)} conflicts, {len(self.ambiguous)} ambiguous, {len(self.unmatched)} unmatched, "
+            f"{len(self.ignored)} other files ignored"
         )
         out += [f"  KEPT      {s}/{lab}: existing submission differs from {src}" for s, lab, src in self.kept]
         out += [
             f"  CONFLICT  {s}/{lab}: {', '.join(srcs)} (none imported: remove all but one)"
             for s, lab, srcs in self.conflicts
         ]
+        out += [
+            f"  AMBIGUOUS {s}/{lab}: {', '.join(srcs)} are different LMS users with one id (none imported)"
+            for s, lab, srcs in self.ambiguous
+        ]
         out += [f"  UNMATCHED {src}: {reason}" for src, reason in self.unmatched]
+        out += [f"  NOTE      {note}" for note in self.notes]
         return out
 
 
@@ -343,12 +351,23 @@ def _iter_folder(folder: Path) -> Iterator[Incoming]:
         )
 
 
-def _iter_zip(archive: Path) -> Iterator[Incoming]:
-    zf = zipfile.ZipFile(archive)
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as its writer meant it: a name without zip's UTF-8 flag (rubyzip, Canvas's zipper, writes
+    UTF-8 without it) is read as cp437 by :mod:`zipfile`; when those bytes are valid UTF-8, they were UTF-8."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return info.filename
+
+
+def _iter_zip(zf: zipfile.ZipFile) -> Iterator[Incoming]:
+    """The files of an open zip; each entry's ``read`` needs ``zf`` still open."""
     for info in zf.infolist():
         if info.is_dir():
             continue
-        parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".", ".."))
+        parts = tuple(p for p in _zip_name(info).replace("\\", "/").split("/") if p not in ("", ".", ".."))
         if not parts:
             continue
         mtime = dt.datetime(*info.date_time).astimezone(dt.timezone.utc)  # zip times are local wall-clock
@@ -359,60 +378,144 @@ def _skip(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p in ("__MACOSX", ".ipynb_checkpoints") for p in parts)
 
 
+# Moodle names each student's folder <Full Name>_<participant>_assignsubmission_<plugin>_ (underscores of the
+# name replaced by spaces) or, without "Download submissions in folders", each file
+# <Full Name>_<participant>_assignsubmission_file_<the student's own file name>. The participant number is
+# Moodle's per-assignment id of the student (the worksheet's "Participant 12345").
 MOODLE_FOLDER = re.compile(r"(?P<name>.+?)_(?P<id>\d+)_assignsubmission_[a-z]+_?")
-# Canvas names each file <name>[_LATE]_<user id>_<attachment id>_<the student's own file name>.
-CANVAS_FILE = re.compile(
-    r"(?P<name>[A-Za-z0-9-]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<att>\d+)_(?P<file>.+)", re.I
-)
+MOODLE_FILE = re.compile(r"(?P<name>.+?)_(?P<id>\d+)_assignsubmission_file_(?P<file>.+)")
+# Canvas names each file <sortable name>[_late]_<user id>_<attachment id>_<the student's own file name>, the
+# name lower-cased and stripped of every non-word character (O'Brien, Seán -> obrienseán; Thai kept).
+CANVAS_FILE = re.compile(r"(?P<name>.+?)(?P<late>_late)?_(?P<uid>\d+)_(?P<att>\d+)_(?P<file>.+)", re.I)
+STUDENT_ID_MAX = 128  # nbgrader's Student.id is a String(128)
+_ID_PUNCTUATION = "_.@+-"  # never a glob character (nbgrader's student_id is a glob), a comma, a space or '/'
+_APOSTROPHES = "'\u2019\u02bc`\u00b4"
 
 
-def clean_student_id(raw: str) -> tuple[str | None, bool]:
-    """A student id from an LMS file or folder name, and whether the LMS marked it late."""
-    name = raw.strip()
-    moodle = MOODLE_FOLDER.fullmatch(name)
-    if moodle:
-        name = moodle.group("name")
-    late = bool(re.search(r"_late(?=_|$)", name, re.I))
+def _wordlike(char: str) -> bool:
+    """A letter, a combining mark (Thai vowels, accents) or a decimal digit, of any script."""
+    category = unicodedata.category(char)
+    return category[0] in "LM" or category == "Nd"
+
+
+def valid_student_id(text: str) -> bool:
+    """Whether ``text`` is safe as an nbgrader student id: a folder name, a glob that matches only itself, a
+    gradebook key; NFC-normalised, so the same name typed on macOS and on Linux is one id."""
+    return (
+        0 < len(text) <= STUDENT_ID_MAX
+        and len(text.encode()) <= 255
+        and unicodedata.normalize("NFC", text) == text
+        and _wordlike(text[0])
+        and not unicodedata.category(text[0]).startswith("M")
+        and all(_wordlike(c) or c in _ID_PUNCTUATION for c in text)
+    )
+
+
+def name_slug(name: str, limit: int = 64) -> str:
+    """A display name as a readable id part: NFC, apostrophes dropped (O'Brien -> OBrien), letters, marks, digits
+    and '-' kept in any script, everything else one '_'. ``Seán O'Brien`` -> ``Seán_OBrien``."""
+    text = "".join(c for c in unicodedata.normalize("NFC", name) if c not in _APOSTROPHES)
+    text = "".join(c if _wordlike(c) or c == "-" else "_" for c in text)
+    text = re.sub(r"_+", "_", text).strip("_-")
+    while text and unicodedata.category(text[0]).startswith("M"):  # a mark cut from its letter
+        text = text[1:].lstrip("_-")
+    return unicodedata.normalize("NFC", text[:limit]).rstrip("_-")
+
+
+def lms_student_id(name: str, number: str, lms: str) -> str:
+    """The id of an LMS user without a roster: the LMS's display name and its number, ``Seán_OBrien_12345``.
+    The number keeps two John Smiths apart; the same export always gives the same ids."""
+    return f"{name_slug(name) or lms.lower()}_{number}"
+
+
+def clean_student_id(raw: str) -> str | None:
+    """A student id from a name written outside any LMS structure (``alice_12345_<lab>.ipynb``, a folder):
+    LMS-style ``_late`` and trailing ``_<digits>`` dropped, spaces as underscores; ``None`` if not valid."""
+    name = unicodedata.normalize("NFC", raw).strip()
     name = re.sub(r"_late(?=_|$)", "", name, flags=re.I)
     name = re.sub(r"(?:_\d+)+$", "", name)  # LMS user/attachment ids
     name = re.sub(r"\s+", "_", name.strip(" _-"))
-    if not STUDENT_ID.match(name) or name in (".", ".."):
-        return None, late
-    return name, late
+    return name if valid_student_id(name) else None
 
 
-def read_roster(path: Path) -> dict[str, str]:
-    """``{Canvas user id: student id}`` from the gradebook CSV exported from Canvas (Grades → Export).
+def _roster_value(raw: str) -> str | None:
+    """A roster's id cell as a student id (kept as written: ``6401234``, ``j.smith@uni.edu``)."""
+    name = re.sub(r"\s+", "_", unicodedata.normalize("NFC", raw).strip())
+    return name if valid_student_id(name) else None
 
-    The student id is the row's ``SIS Login ID``, else its ``SIS User ID``, else its ``Student`` name (spaces
-    as underscores). Rows without a numeric ``ID`` (Canvas's "Points Possible" line) are skipped.
-    """
+
+@dataclass
+class Roster:
+    """Who an LMS's numbers are: ``ids`` maps Moodle participant numbers or Canvas user ids to student ids;
+    ``ambiguous`` holds the numbers that share their id with another (reported, never credited)."""
+
+    lms: str  # "Moodle" or "Canvas"
+    ids: dict[str, str]
+    ambiguous: dict[str, str] = field(default_factory=dict)
+
+
+def _canvas_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str]]:
+    """``(user id, student id, what it came from)`` of a Canvas gradebook export (Grades → Export)."""
+    for row in rows:
+        uid = (row.get("ID") or "").strip()
+        if not uid.isdigit():  # Canvas's "Points Possible" line
+            continue
+        sis = next((row[k] for k in ("SIS Login ID", "SIS User ID") if (row.get(k) or "").strip()), "")
+        if sis:
+            yield uid, _roster_value(sis), sis
+        else:
+            yield uid, lms_student_id(row.get("Student") or "", uid, "Canvas"), row.get("Student") or ""
+
+
+def _moodle_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str]]:
+    """``(participant, student id, what it came from)`` of a Moodle grading worksheet (Identifier
+    ``Participant 12345``; the id is ``ID number``, else the ``Email address`` before its '@', else the name)."""
+    for row in rows:
+        number = re.search(r"(\d+)\s*$", row.get("Identifier") or "")
+        if number is None:
+            continue
+        idnumber = (row.get("ID number") or "").strip()
+        local = (row.get("Email address") or "").strip().partition("@")[0]
+        if idnumber or local:
+            yield number.group(1), _roster_value(idnumber or local), idnumber or local
+        else:
+            name = row.get("Full name") or ""
+            yield number.group(1), lms_student_id(name, number.group(1), "Moodle"), name
+
+
+def read_roster(path: Path) -> Roster:
+    """The roster the instructor exported from the LMS: Canvas's gradebook CSV (*Grades → Export*: columns
+    ``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID``) or Moodle's grading worksheet CSV (*Download grading
+    worksheet*: ``Identifier``, ``Full name``, ``Email address``, and ``ID number`` when the site shows it)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise CourseError(f"cannot read the roster {path}: {err}") from err
-    if not rows or "ID" not in rows[0]:
-        raise CourseError(f"{path}: not a Canvas gradebook export (no 'ID' column)")
-    roster: dict[str, str] = {}
-    for line, row in enumerate(rows, start=2):
-        uid = (row.get("ID") or "").strip()
-        if not uid.isdigit():
-            continue
-        raw = next(
-            (
-                row[k].strip()
-                for k in ("SIS Login ID", "SIS User ID", "Student")
-                if (row.get(k) or "").strip()
-            ),
-            "",
+    header = rows[0].keys() if rows else ()
+    if "Identifier" in header:
+        lms, noun, entries = "Moodle", "participant", _moodle_rows(rows)
+    elif "ID" in header:
+        lms, noun, entries = "Canvas", "user", _canvas_rows(rows)
+    else:
+        raise CourseError(
+            f"{path}: not a Canvas gradebook export (no 'ID' column) nor a Moodle grading worksheet "
+            "(no 'Identifier' column)"
         )
-        student, _ = clean_student_id(raw)
+    roster, owners = Roster(lms, {}), {}
+    for number, student, raw in entries:
         if student is None:
-            raise CourseError(f"{path}, line {line}: no valid student id for Canvas user {uid} ({raw!r})")
-        if roster.get(uid, student) != student:
-            raise CourseError(f"{path}, line {line}: Canvas user {uid} appears twice with different ids")
-        roster[uid] = student
+            raise CourseError(f"{path}: no valid student id for {lms} {noun} {number} ({raw!r})")
+        if roster.ids.get(number, student) != student:
+            raise CourseError(f"{path}: {lms} {noun} {number} appears twice with different ids")
+        roster.ids[number] = student
+        owners.setdefault(student, set()).add(number)
+    for student, numbers in owners.items():
+        for number in numbers if len(numbers) > 1 else ():
+            others = ", ".join(sorted(numbers - {number}))
+            roster.ambiguous[number] = (
+                f"ambiguous: {lms} {noun}s {number} and {others} both have id {student!r}"
+            )
     return roster
 
 
@@ -429,114 +532,161 @@ def _lab_of(stem: str, labs: Sequence[str], lab_hint: str | None) -> tuple[str |
     return lab_hint, stem, ""
 
 
-def _student_from_lms(
-    parts: tuple[str, ...], roster: dict[str, str] | None, canvas_name: bool = True
-) -> tuple[str | None, str] | None:
-    """The student an LMS's own structure names (Moodle's folder, Canvas's user id), ignoring whatever name the
-    student gave the file; ``None`` when the path has no LMS structure."""
-    folder = next((p for p in parts[:-1] if MOODLE_FOLDER.fullmatch(p)), None)
-    if folder is not None:
-        student, _ = clean_student_id(folder)
-        return (student, "") if student else (None, f"invalid student id in Moodle folder {folder!r}")
-    canvas = CANVAS_FILE.fullmatch(parts[-1]) if canvas_name else None
-    if canvas is None:
-        return None if roster is None else (None, "not a Canvas submission name (the roster is for Canvas)")
+@dataclass(frozen=True)
+class LmsOrigin:
+    """Who an LMS says a file is from: ``number`` is Moodle's participant number or Canvas's user id."""
+
+    lms: str  # "Moodle" or "Canvas"
+    number: str
+    name: str  # the display name the LMS wrote
+    file: str  # the file name the student chose: it tells only the lab
+
+    @property
+    def noun(self) -> str:
+        return "participant" if self.lms == "Moodle" else "user"
+
+
+def lms_origin(parts: tuple[str, ...]) -> LmsOrigin | None:
+    """The LMS structure a path is in: Moodle's outermost submission folder (whatever the student put inside),
+    Moodle's flat ``..._assignsubmission_file_<file>`` name, or Canvas's file name; ``None`` outside any."""
+    for part in parts[:-1]:
+        moodle = MOODLE_FOLDER.fullmatch(part)
+        if moodle:
+            return LmsOrigin("Moodle", moodle.group("id"), moodle.group("name"), parts[-1])
+    moodle = MOODLE_FILE.fullmatch(parts[-1])
+    if moodle:
+        return LmsOrigin("Moodle", moodle.group("id"), moodle.group("name"), moodle.group("file"))
+    canvas = CANVAS_FILE.fullmatch(parts[-1])
+    if canvas:
+        return LmsOrigin("Canvas", canvas.group("uid"), canvas.group("name"), canvas.group("file"))
+    return None
+
+
+def _student_of(origin: LmsOrigin, roster: Roster | None) -> tuple[str | None, str]:
     if roster is None:
-        student, _ = clean_student_id(canvas.group("name"))
-        return (student, "") if student else (None, f"invalid Canvas name {canvas.group('name')!r}")
-    if canvas.group("uid") not in roster:
-        return None, f"Canvas user {canvas.group('uid')} is not in the roster"
-    return roster[canvas.group("uid")], ""
+        return lms_student_id(origin.name, origin.number, origin.lms), ""
+    if roster.lms != origin.lms:
+        return None, f"a {origin.lms} submission, but the roster is {roster.lms}'s"
+    if origin.number in roster.ambiguous:
+        return None, roster.ambiguous[origin.number]
+    if origin.number not in roster.ids:
+        return None, f"{origin.lms} {origin.noun} {origin.number} is not in the roster"
+    return roster.ids[origin.number], ""
+
+
+@dataclass
+class Match:
+    student: str | None
+    lab: str | None
+    reason: str = ""
+    origin: LmsOrigin | None = None
+
+
+def _match(parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: Roster | None) -> Match:
+    name = parts[-1]
+    if not name.endswith(".ipynb"):
+        return Match(None, None, "not a notebook")
+    stem = name[: -len(".ipynb")]
+    origin = lms_origin(parts)
+    lab, prefix, reason = (None, "", "")
+    if origin is not None:
+        lab, prefix, reason = _lab_of(origin.file.removesuffix(".ipynb"), labs, lab_hint)
+        if lab is None and origin.lms == "Canvas":  # not Canvas's pattern after all (<student>_<id>_01_<lab>)
+            origin = None
+        elif lab is None:
+            return Match(None, None, reason)
+    if origin is not None:
+        student, reason = _student_of(origin, roster)
+        return Match(student, lab if student else None, reason, origin)
+    if roster is not None:
+        return Match(None, None, f"not a {roster.lms} submission name (the roster is for {roster.lms})")
+    if len(parts) >= 3 and parts[-2] == stem and stem in labs:  # nbgrader's <student>/<lab>/<lab>.ipynb
+        student = clean_student_id(parts[-3])
+        return Match(
+            student, stem if student else None, "" if student else f"invalid student id {parts[-3]!r}"
+        )
+    lab, prefix, reason = _lab_of(stem, labs, lab_hint)
+    if lab is None:
+        return Match(None, None, reason)
+    raw = prefix or (parts[-2] if len(parts) >= 2 else "")
+    if not raw:
+        return Match(None, None, "no student name in the file or folder name")
+    student = clean_student_id(raw)
+    return Match(student, lab if student else None, "" if student else f"invalid student id {raw!r}")
 
 
 def match_submission(
-    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: dict[str, str] | None = None
+    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: Roster | None = None
 ) -> tuple[str | None, str | None, str]:
     """``(student, lab, "")`` for a submitted notebook's path, or ``(None, None, reason)``.
 
-    The student comes from the export's structure: nbgrader's ``<student>/<lab>/<lab>.ipynb``, Moodle's
-    ``<Full Name>_<id>_assignsubmission_file_/`` folder, Canvas's user id (through ``roster`` when given, else
-    the name Canvas put before it). Only files outside any LMS structure (``<student>_<lab>.ipynb`` named by
-    whoever gathered them) are matched by their name. The file name a student chose only tells the lab.
+    The student comes from the export's structure: Moodle's participant number (its submission folder, or its
+    flat file name), Canvas's user id (both through ``roster`` when given, else the LMS's display name with that
+    number: :func:`lms_student_id`), nbgrader's ``<student>/<lab>/<lab>.ipynb``. Only files outside any LMS
+    structure (``<student>_<lab>.ipynb`` named by whoever gathered them) are matched by their name. The file
+    name a student chose only tells the lab.
     """
-    name = parts[-1]
-    if not name.endswith(".ipynb"):
-        return None, None, "not a notebook"
-    stem = name[: -len(".ipynb")]
-    in_moodle_folder = any(MOODLE_FOLDER.fullmatch(p) for p in parts[:-1])
-    nbgrader_layout = len(parts) >= 3 and parts[-2] == stem and stem in labs  # <student>/<lab>/<lab>.ipynb
-    if (
-        nbgrader_layout and roster is None and not in_moodle_folder
-    ):  # inside an LMS folder the student chose it
-        student, _ = clean_student_id(parts[-3])
-        return (student, stem, "") if student else (None, None, f"invalid student id {parts[-3]!r}")
-    canvas = CANVAS_FILE.fullmatch(name)
-    lab, prefix, reason = (
-        _lab_of(canvas.group("file")[: -len(".ipynb")], labs, lab_hint) if canvas else (None, "", "")
-    )
-    if lab is None:  # not Canvas's pattern after all (e.g. <student>_<id>_01_<lab>.ipynb)
-        canvas = None
-        lab, prefix, reason = _lab_of(stem, labs, lab_hint)
-    if lab is None:
-        return None, None, reason
-    lms = _student_from_lms(parts, roster, canvas is not None)
-    if lms is not None:
-        student, reason = lms
-        return (student, lab, "") if student else (None, None, reason)
-    raw = prefix or (parts[-2] if len(parts) >= 2 else "")
-    if not raw:
-        return None, None, "no student name in the file or folder name"
-    student, _ = clean_student_id(raw)
-    if student is None:
-        return None, None, f"invalid student id {raw!r}"
-    return student, lab, ""
+    found = _match(parts, labs, lab_hint, roster)
+    return found.student, found.lab, found.reason
 
 
 def _timestamp_text(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).isoformat()
 
 
-def _entries(source: Path, lab: str | None, labs: Sequence[str]) -> list[Incoming]:
-    """Every file of a folder or zip, hidden and OS files skipped, a top folder shared by all dropped."""
+@contextlib.contextmanager
+def _entries(source: Path, lab: str | None, labs: Sequence[str]) -> Iterator[list[Incoming]]:
+    """Every file of a folder or zip (kept open while in use), hidden and OS files skipped, a top folder shared
+    by all dropped unless it is an LMS submission folder (an export of one Moodle student)."""
     if not source.exists():
         raise CourseError(f"{source} does not exist")
-    if source.is_dir():
-        entries = list(_iter_folder(source))
-    elif zipfile.is_zipfile(source):
-        entries = list(_iter_zip(source))
-    else:
-        raise CourseError(f"{source} is neither a folder nor a zip archive")
-    entries = [e for e in entries if not _skip(e.path)]
-    # An LMS zip usually wraps everything in one folder: drop a top folder shared by all entries.
-    while entries and all(len(e.path) > 1 for e in entries) and len({e.path[0] for e in entries}) == 1:
-        if entries[0].path[0] in labs and lab is None:
-            break
-        for e in entries:
-            e.path = e.path[1:]
-    return entries
+    with contextlib.ExitStack() as stack:
+        if source.is_dir():
+            entries = list(_iter_folder(source))
+        elif zipfile.is_zipfile(source):
+            entries = list(_iter_zip(stack.enter_context(zipfile.ZipFile(source))))
+        else:
+            raise CourseError(f"{source} is neither a folder nor a zip archive")
+        entries = [e for e in entries if not _skip(e.path)]
+        # An LMS zip usually wraps everything in one folder: drop a top folder shared by all entries.
+        while entries and all(len(e.path) > 1 for e in entries) and len({e.path[0] for e in entries}) == 1:
+            top = entries[0].path[0]
+            if (top in labs and lab is None) or MOODLE_FOLDER.fullmatch(top):
+                break
+            for e in entries:
+                e.path = e.path[1:]
+        yield entries
 
 
 def _group(
     entries: list[Incoming], labs, lab, roster, report: CollectReport
 ) -> dict[tuple[str, str], list[Incoming]]:
-    """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched)."""
-    moodle = any(MOODLE_FOLDER.fullmatch(p) for e in entries for p in e.path[:-1])
+    """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched, ambiguous)."""
+    matches = [(entry, _match(entry.path, labs, lab, roster)) for entry in entries]
+    moodle = any(m.origin is not None and m.origin.lms == "Moodle" for _, m in matches)
     wanted: dict[tuple[str, str], list[Incoming]] = {}
-    for entry in entries:
-        student, matched_lab, reason = match_submission(entry.path, labs, lab, roster)
-        in_folder = any(MOODLE_FOLDER.fullmatch(p) for p in entry.path[:-1])
-        if reason == "not a notebook":
+    owners: dict[tuple[str, str], set] = {}
+    for entry, found in matches:
+        if found.reason == "not a notebook":
             report.ignored.append(entry.name)
-        elif student is None or matched_lab is None:
-            report.unmatched.append((entry.name, reason))
-        elif (
-            moodle and not in_folder
-        ):  # in a Moodle export, a file outside the submission folders is no one's
+        elif found.student is None or found.lab is None:
+            report.unmatched.append((entry.name, found.reason))
+        elif moodle and (found.origin is None or found.origin.lms != "Moodle"):
             report.unmatched.append((entry.name, "outside every Moodle submission folder"))
         elif entry.size > MAX_COLLECT_BYTES:
             report.unmatched.append((entry.name, f"larger than {MAX_COLLECT_BYTES >> 20} MB"))
         else:
-            wanted.setdefault((student, matched_lab), []).append(entry)
+            key = (found.student, found.lab)
+            wanted.setdefault(key, []).append(entry)
+            origin = found.origin
+            owners.setdefault(key, set()).add((origin.lms, origin.number) if origin else ("by name",))
+    for key in sorted(k for k, who in owners.items() if len(who) > 1):  # two LMS users, one id: never merged
+        report.ambiguous.append((*key, sorted(e.name for e in wanted.pop(key))))
+    if moodle and roster is None:
+        report.notes.append(
+            "Moodle's participant numbers are per assignment: without --roster (the grading worksheet of the "
+            "same assignment) a student's id is not the same from one lab to the next"
+        )
     return wanted
 
 
@@ -567,40 +717,42 @@ def collect(
     replace: bool = False,
     timestamps: str = "file",
     dry_run: bool = False,
-    roster: dict[str, str] | None = None,
+    roster: Roster | None = None,
 ) -> CollectReport:
     """Import a folder or zip of submitted notebooks into ``submitted/<student>/<lab>/<lab>.ipynb``.
 
     Never overwrites an existing, different submission unless ``replace`` (the old one is moved to
-    ``grading/replaced/``). Two different files for one student and lab are a conflict: neither is imported.
+    ``grading/replaced/``). Two different files for one student and lab are a conflict: neither is imported;
+    files of two LMS users that resolve to one student id are ambiguous: none is imported.
     ``timestamps``: ``file`` (the file's or zip entry's modification time, written to ``timestamp.txt`` for
-    nbgrader's late-submission logic), ``now``, or ``none``. ``roster``: :func:`read_roster` of a Canvas export.
+    nbgrader's late-submission logic), ``now``, or ``none``. ``roster``: :func:`read_roster` of an LMS export.
     """
     labs = sorted(set(course.labs()) | set(course.gradebook_labs()))
     if lab is not None and lab not in labs:
         raise CourseError(f"unknown lab {lab!r}; labs: {', '.join(labs) or 'none'}")
     report = CollectReport()
-    wanted = _group(_entries(source, lab, labs), labs, lab, roster, report)
-    now = dt.datetime.now(dt.timezone.utc)
-    for (student, matched_lab), group in sorted(wanted.items()):
-        contents = {e.name: e.read() for e in group}
-        if len(set(contents.values())) > 1:
-            report.conflicts.append((student, matched_lab, sorted(contents)))
-            continue
-        entry = group[0]
-        data = contents[entry.name]
-        dest = course.submission_dir(student, matched_lab) / f"{matched_lab}.ipynb"
-        record = (student, matched_lab, entry.name)
-        if dest.exists() and dest.read_bytes() == data:
-            report.unchanged.append(record)
-            continue
-        if dest.exists() and not replace:
-            report.kept.append(record)
-            continue
-        replaced = dest.exists()
-        if not dry_run:
-            _store(course, record, data, {"file": entry.mtime, "now": now}.get(timestamps), replaced)
-        (report.replaced if replaced else report.imported).append(record)
+    with _entries(source, lab, labs) as entries:
+        wanted = _group(entries, labs, lab, roster, report)
+        now = dt.datetime.now(dt.timezone.utc)
+        for (student, matched_lab), group in sorted(wanted.items()):
+            contents = {e.name: e.read() for e in group}
+            if len(set(contents.values())) > 1:
+                report.conflicts.append((student, matched_lab, sorted(contents)))
+                continue
+            entry = group[0]
+            data = contents[entry.name]
+            dest = course.submission_dir(student, matched_lab) / f"{matched_lab}.ipynb"
+            record = (student, matched_lab, entry.name)
+            if dest.exists() and dest.read_bytes() == data:
+                report.unchanged.append(record)
+                continue
+            if dest.exists() and not replace:
+                report.kept.append(record)
+                continue
+            replaced = dest.exists()
+            if not dry_run:
+                _store(course, record, data, {"file": entry.mtime, "now": now}.get(timestamps), replaced)
+            (report.replaced if replaced else report.imported).append(record)
     return report
 
 
@@ -851,7 +1003,7 @@ def _select_jobs(
         raise CourseError(f"no submission of {lab} for: {', '.join(missing)} (looked in {course.submitted})")
     jobs, skipped = [], []
     for student in wanted:
-        if not STUDENT_ID.match(student) or student == REFERENCE_STUDENT:
+        if not valid_student_id(student) or student == REFERENCE_STUDENT:
             skipped.append(f"{student} (not a valid student id)")
         elif not force and _is_up_to_date(
             store.get(lab, student), submission_fingerprint(available[student])
@@ -1139,7 +1291,7 @@ def _exercise_rows(student: str, lab: str, sub, status: str, has_scores: bool) -
 def _export_students(course: Course, gb) -> list[str]:
     students = {s.id for s in gb.students}
     if course.submitted.is_dir():
-        students |= {p.name for p in course.submitted.iterdir() if p.is_dir() and STUDENT_ID.match(p.name)}
+        students |= {p.name for p in course.submitted.iterdir() if p.is_dir() and valid_student_id(p.name)}
     students.discard(REFERENCE_STUDENT)
     return sorted(students)
 
@@ -1244,7 +1396,7 @@ def extend(course: Course, lab: str, student: str, hours: float) -> None:
 
     if lab not in course.gradebook_labs():
         raise CourseError(f"{lab} is not in the gradebook: run `course release {lab}` first")
-    if not STUDENT_ID.match(student):
+    if not valid_student_id(student):
         raise CourseError(f"invalid student id {student!r}")
     with _quiet_sqlalchemy(), Gradebook(course.db_url) as gb:
         gb.update_or_create_student(student)
@@ -1271,11 +1423,13 @@ def _add_collect(sub) -> None:
         "--roster",
         type=Path,
         default=None,
-        help="Canvas gradebook export (CSV): match Canvas user ids to student ids",
+        help="the LMS's roster CSV (Canvas: Grades > Export; Moodle: the assignment's grading worksheet): "
+        "student ids from it instead of names",
     )
 
 
 def _add_grade(sub) -> None:
+    limits = sandbox.Limits()  # the one home of every limit's default
     g = sub.add_parser("grade", help="autograde submissions in sandboxes, in parallel")
     g.add_argument("lab")
     g.add_argument("--student", action="append", help="grade only this student (repeatable)")
@@ -1286,22 +1440,28 @@ def _add_grade(sub) -> None:
         "--cell-timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py's)"
     )
     g.add_argument(
-        "--notebook-timeout", type=int, default=900, help="seconds per submission (default: %(default)s)"
+        "--notebook-timeout",
+        type=int,
+        default=limits.notebook_timeout,
+        help="seconds per submission (default: %(default)s)",
     )
     g.add_argument(
         "--memory-mb",
         type=int,
-        default=4096,
+        default=limits.memory_mb,
         help="MB for the whole submission (cgroup) and per process (RLIMIT_DATA); 0 = none (default: %(default)s)",
     )
     g.add_argument(
         "--max-procs",
         type=int,
-        default=64,
+        default=limits.max_procs,
         help="processes+threads of one submission (default: %(default)s)",
     )
     g.add_argument(
-        "--output-mb", type=float, default=4.0, help="outputs kept per notebook (default: %(default)s)"
+        "--output-mb",
+        type=float,
+        default=limits.output_mb,
+        help="outputs kept per notebook (default: %(default)s)",
     )
     g.add_argument(
         "--threads", type=int, default=None, help="torch/OMP threads per notebook (default: cores / workers)"

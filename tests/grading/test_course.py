@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -63,13 +64,13 @@ LABS = ["00_getting_started", "01_per_pixel_labels"]
         (
             "carolking_LATE_111_222_00_getting_started-1.ipynb",
             None,
-            ("carolking", "00_getting_started"),
-        ),  # Canvas
+            ("carolking_111", "00_getting_started"),
+        ),  # Canvas: its name and user id
         (
             "Dan Smith_777_assignsubmission_file_/00_getting_started.ipynb",
             None,
-            ("Dan_Smith", "00_getting_started"),
-        ),
+            ("Dan_Smith_777", "00_getting_started"),
+        ),  # Moodle: its name and participant number
         (
             "erin/00_getting_started/00_getting_started.ipynb",
             None,
@@ -78,7 +79,7 @@ LABS = ["00_getting_started", "01_per_pixel_labels"]
         (  # inside Eve's Moodle folder a student-made bob/<lab>/<lab>.ipynb is still Eve's
             "Eve Smith_5_assignsubmission_file_/bob/01_per_pixel_labels/01_per_pixel_labels.ipynb",
             None,
-            ("Eve_Smith", "01_per_pixel_labels"),
+            ("Eve_Smith_5", "01_per_pixel_labels"),
         ),
         ("frank.ipynb", "01_per_pixel_labels", ("frank", "01_per_pixel_labels")),
         ("notes.ipynb", None, (None, None)),
@@ -95,6 +96,10 @@ def test_match_submission_names(path, hint, expected):
 
 def _notebook(text: str) -> bytes:
     return json.dumps({"cells": [], "metadata": {"x": text}, "nbformat": 4, "nbformat_minor": 5}).encode()
+
+
+def _submitted(course: course_mod.Course, student: str, lab: str = LAB) -> bytes:
+    return (course.submission_dir(student, lab) / f"{lab}.ipynb").read_bytes()
 
 
 def test_collect_folder_reports_every_file_and_never_overwrites_silently(tmp_path):
@@ -148,12 +153,12 @@ def test_collect_lms_zip_stays_inside_the_course(tmp_path):
         zf.writestr("__MACOSX/submissions/._erin_LATE_1_2_01_per_pixel_labels.ipynb", b"junk")
     report = course_mod.collect(course, archive, timestamps="none")
     assert sorted((s, lab) for s, lab, _ in report.imported) == [
-        ("erin", "01_per_pixel_labels"),
+        ("erin_1", "01_per_pixel_labels"),
         ("evil", LAB),
     ]
     assert not (tmp_path / "evil_00_getting_started.ipynb").exists()
     assert (course.submission_dir("evil", LAB) / f"{LAB}.ipynb").exists()
-    assert not (course.submission_dir("erin", "01_per_pixel_labels") / "timestamp.txt").exists()
+    assert not (course.submission_dir("erin_1", "01_per_pixel_labels") / "timestamp.txt").exists()
     with pytest.raises(course_mod.CourseError, match="unknown lab"):
         course_mod.collect(course, archive, lab="99_nope")
 
@@ -173,15 +178,15 @@ def test_collect_moodle_credits_the_submission_folder_never_the_file_name(tmp_pa
         zf.writestr(MOODLE.format(name="Ann Hill", id=14, file=f"{lab} (1).ipynb"), _notebook("ann v2"))
         zf.writestr(f"Carl_Fox_{lab}.ipynb", _notebook("outside every folder"))
     report = course_mod.collect(course, archive, timestamps="none")
-    assert sorted(s for s, _, _ in report.imported) == ["Bob_Lee", "Eve_Stone"]
-    assert course.submission_dir("Eve_Stone", lab).joinpath(f"{lab}.ipynb").read_bytes() == _notebook("eve")
-    assert course.submission_dir("Bob_Lee", lab).joinpath(f"{lab}.ipynb").read_bytes() == _notebook("bob")
-    assert [c[:2] for c in report.conflicts] == [("Ann_Hill", lab)]  # two different files: reported, neither
+    assert sorted(s for s, _, _ in report.imported) == ["Bob_Lee_13", "Eve_Stone_12"]
+    assert _submitted(course, "Eve_Stone_12", lab) == _notebook("eve")
+    assert _submitted(course, "Bob_Lee_13", lab) == _notebook("bob")
+    assert [c[:2] for c in report.conflicts] == [
+        ("Ann_Hill_14", lab)
+    ]  # two different files: reported, neither
     assert [u[0] for u in report.unmatched] == [f"Carl_Fox_{lab}.ipynb"]
-    assert (
-        not course.submission_dir("Ann_Hill", lab).exists()
-        and not course.submission_dir("Carl_Fox", lab).exists()
-    )
+    assert not course.submission_dir("Ann_Hill_14", lab).exists()
+    assert not course.submission_dir("Carl_Fox", lab).exists()
 
 
 def _canvas_roster(path: Path) -> Path:
@@ -203,21 +208,231 @@ def test_collect_canvas_matches_user_ids_through_the_roster(tmp_path):
     (inbox / f"someone_777_9003_{LAB}.ipynb").write_bytes(_notebook("?"))  # not on the roster: ambiguous
     (inbox / f"blee_{LAB}.ipynb").write_bytes(_notebook("not a Canvas name"))
     roster = course_mod.read_roster(_canvas_roster(tmp_path / "roster.csv"))
-    assert roster == {"501": "blee", "502": "estone"}
+    assert roster.lms == "Canvas" and roster.ids == {"501": "blee", "502": "estone"}
     report = course_mod.collect(course, inbox, timestamps="none", roster=roster)
     assert sorted(s for s, _, _ in report.imported) == ["blee", "estone"]
     assert course.submission_dir("estone", LAB).joinpath(f"{LAB}.ipynb").read_bytes() == _notebook("eve")
     assert sorted(u[0] for u in report.unmatched) == [f"blee_{LAB}.ipynb", f"someone_777_9003_{LAB}.ipynb"]
     assert any("not in the roster" in reason for _, reason in report.unmatched)
-    # Without a roster, Canvas's own name for the user (never the student's file name) is the id.
+    # Without a roster, Canvas's own name for the user and its user id (never the student's file name).
     plain = course_mod.collect(_bare_course(tmp_path / "course2"), inbox, timestamps="none")
-    assert {s for s, _, _ in plain.imported} >= {"stoneeve", "leebob"}
+    assert {s for s, _, _ in plain.imported} >= {"stoneeve_502", "leebob_501"}
 
 
 def test_a_bad_roster_is_named_with_what_is_wrong(tmp_path):
     (tmp_path / "r.csv").write_text("Name,Email\nBob,b@x\n")
     with pytest.raises(course_mod.CourseError, match="r.csv: not a Canvas gradebook export"):
         course_mod.read_roster(tmp_path / "r.csv")
+
+
+LAB1 = "01_per_pixel_labels"
+THAI = "สมชาย ใจดี"  # ใจดี ends in U+0E35, a combining vowel (not \w)
+
+
+def _zip(path: Path, files: dict[str, bytes], utf8_flag: bool = True) -> Path:
+    """A zip of ``files``; without ``utf8_flag`` its names are raw UTF-8 without zip's UTF-8 flag, as rubyzip
+    (Canvas) writes them, so :mod:`zipfile` reads them as cp437."""
+    stand_ins = {name: f"n{i}_".ljust(len(name.encode()), "x") for i, name in enumerate(files)}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name if utf8_flag else stand_ins[name], data)
+    if not utf8_flag:
+        raw = path.read_bytes()
+        for name, stand_in in stand_ins.items():
+            raw = raw.replace(stand_in.encode(), name.encode())
+        path.write_bytes(raw)
+    return path
+
+
+def _moodle_export() -> dict[str, bytes]:
+    return {
+        MOODLE.format(name="John Smith", id=101, file=f"{LAB1}.ipynb"): _notebook("john 101"),
+        MOODLE.format(name="John Smith", id=102, file=f"{LAB1}.ipynb"): _notebook("john 102"),
+        MOODLE.format(name="Seán O'Brien", id=103, file=f"{LAB1}.ipynb"): _notebook("sean"),
+        MOODLE.format(name=THAI, id=104, file=f"{LAB1}.ipynb"): _notebook("somchai"),
+        # Eve names her file after John 101 (Moodle's flat name, even): still Eve's.
+        MOODLE.format(
+            name="Eve Stone", id=105, file=f"John Smith_101_assignsubmission_file_{LAB1}.ipynb"
+        ): _notebook("eve"),
+    }
+
+
+def test_moodle_ids_come_from_the_participant_number_and_survive_any_name(tmp_path):
+    course = _bare_course(tmp_path / "course")
+    export = _moodle_export()
+    report = course_mod.collect(course, _zip(tmp_path / "moodle.zip", export), timestamps="none")
+    expected = {
+        "John_Smith_101": "john 101",
+        "John_Smith_102": "john 102",  # two John Smiths: two students, never one
+        "Seán_OBrien_103": "sean",
+        "สมชาย_ใจดี_104": "somchai",
+        "Eve_Stone_105": "eve",
+    }
+    assert sorted(s for s, _, _ in report.imported) == sorted(expected), report.lines()
+    for student, text in expected.items():
+        assert _submitted(course, student, LAB1) == _notebook(text)
+        assert course_mod.valid_student_id(student)
+    assert not report.unmatched and not report.conflicts and not report.ambiguous
+    assert any("per assignment" in line for line in report.lines())  # says to pass the worksheet
+    # Re-collecting the same export (zip again, or unpacked on macOS, names NFD): the same ids, all unchanged.
+    again = course_mod.collect(course, tmp_path / "moodle.zip", timestamps="none")
+    assert not again.imported and sorted(s for s, _, _ in again.unchanged) == sorted(expected)
+    for name, data in export.items():
+        dest = tmp_path / "unpacked" / unicodedata.normalize("NFD", name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    unpacked = course_mod.collect(course, tmp_path / "unpacked", timestamps="none")
+    assert not unpacked.imported and sorted(s for s, _, _ in unpacked.unchanged) == sorted(expected)
+
+
+def test_moodle_flat_names_and_a_one_student_export_credit_the_participant(tmp_path):
+    # "Download submissions in folders" off: <Full Name>_<participant>_assignsubmission_file_<file>.
+    course = _bare_course(tmp_path / "course")
+    flat = f"Eve Stone_105_assignsubmission_file_Bob_Lee_{LAB1}.ipynb"
+    report = course_mod.collect(
+        course, _zip(tmp_path / "flat.zip", {flat: _notebook("eve")}), timestamps="none"
+    )
+    assert [s for s, _, _ in report.imported] == ["Eve_Stone_105"]
+    # An export holding one student's folder: that folder is the student, not a wrapper to drop.
+    one = MOODLE.format(name="Eve Stone", id=105, file=f"Bob_Lee_{LAB1}.ipynb")
+    other = _bare_course(tmp_path / "course2")
+    report = course_mod.collect(other, _zip(tmp_path / "one.zip", {one: _notebook("eve")}), timestamps="none")
+    assert [s for s, _, _ in report.imported] == ["Eve_Stone_105"]
+    assert not other.submission_dir("Bob_Lee", LAB1).exists()
+
+
+def _moodle_worksheet(path: Path) -> Path:
+    # Moodle's "Download grading worksheet" CSV; "ID number" appears where the site shows it.
+    path.write_text(
+        "Identifier,Full name,ID number,Email address,Status,Grade\n"
+        "Participant 101,John Smith,6401001,john.smith@uni.example,Submitted,\n"
+        "Participant 102,John Smith,,jsmith2@uni.example,Submitted,\n"
+        "Participant 103,Seán O'Brien,,sean.obrien@uni.example,Submitted,\n"
+        f"Participant 104,{THAI},6401004,,Submitted,\n"
+        "Participant 105,Eve Stone,6401005,eve@uni.example,Submitted,\n"
+        "Participant 106,Ann Hill,6401005,ann@uni.example,Submitted,\n",  # a typo: Eve's ID number
+        encoding="utf-8-sig",
+    )
+    return path
+
+
+def test_moodle_worksheet_maps_participants_to_the_instructors_ids(tmp_path):
+    roster = course_mod.read_roster(_moodle_worksheet(tmp_path / "worksheet.csv"))
+    assert roster.lms == "Moodle"
+    assert {k: roster.ids[k] for k in ("101", "102", "103", "104")} == {
+        "101": "6401001",  # ID number
+        "102": "jsmith2",  # else the email address before its '@'
+        "103": "sean.obrien",
+        "104": "6401004",
+    }
+    assert set(roster.ambiguous) == {"105", "106"}  # one ID number for two participants: neither credited
+    course = _bare_course(tmp_path / "course")
+    export = _moodle_export()
+    export[MOODLE.format(name="Ann Hill", id=106, file=f"{LAB1}.ipynb")] = _notebook("ann")
+    export[MOODLE.format(name="Zoe Park", id=999, file=f"{LAB1}.ipynb")] = _notebook("not on the worksheet")
+    archive = _zip(tmp_path / "moodle.zip", export)
+    report = course_mod.collect(course, archive, timestamps="none", roster=roster)
+    assert sorted(s for s, _, _ in report.imported) == ["6401001", "6401004", "jsmith2", "sean.obrien"]
+    assert _submitted(course, "6401001", LAB1) == _notebook("john 101")
+    reasons = dict(report.unmatched)
+    assert sorted(reasons) == sorted(n for n in export if "_105_" in n or "_106_" in n or "_999_" in n)
+    assert all("ambiguous" in r for n, r in reasons.items() if "_999_" not in n)
+    assert not course.submission_dir("6401005", LAB1).exists()
+    assert not any("per assignment" in line for line in report.lines())
+    # A Canvas roster for a Moodle export: every file reported, none credited.
+    canvas = course_mod.read_roster(_canvas_roster(tmp_path / "canvas.csv"))
+    wrong = course_mod.collect(_bare_course(tmp_path / "course2"), archive, dry_run=True, roster=canvas)
+    assert not wrong.imported and all("roster is Canvas's" in r for _, r in wrong.unmatched)
+
+
+def test_canvas_ids_keep_two_john_smiths_and_any_name(tmp_path):
+    # Canvas writes the sortable name lower-cased, stripped of non-word characters, and the user id after it.
+    files = {
+        f"smithjohn_501_9001_{LAB1}.ipynb": _notebook("john 501"),
+        f"smithjohn_late_502_9002_{LAB1}.ipynb": _notebook("john 502"),
+        f"obrienseán_503_9003_{LAB1}.ipynb": _notebook("sean"),
+        f"ใจดีสมชาย_504_9004_{LAB1}.ipynb": _notebook("somchai"),
+        f"stoneeve_505_9005_smithjohn_501_9001_{LAB1}.ipynb": _notebook("eve"),  # Eve imitates John 501
+    }
+    archive = _zip(tmp_path / "canvas.zip", files, utf8_flag=False)  # rubyzip: UTF-8 names, no flag
+    with zipfile.ZipFile(archive) as zf:  # what zipfile alone makes of those names
+        assert not any(i.flag_bits & 0x800 for i in zf.infolist())
+        assert f"obrienseán_503_9003_{LAB1}.ipynb" not in zf.namelist()
+    course = _bare_course(tmp_path / "course")
+    report = course_mod.collect(course, archive, timestamps="none")
+    expected = {
+        "smithjohn_501": "john 501",
+        "smithjohn_502": "john 502",
+        "obrienseán_503": "sean",
+        "ใจดีสมชาย_504": "somchai",
+        "stoneeve_505": "eve",
+    }
+    assert sorted(s for s, _, _ in report.imported) == sorted(expected), report.lines()
+    for student, text in expected.items():
+        assert _submitted(course, student, LAB1) == _notebook(text)
+    again = course_mod.collect(course, archive, timestamps="none")
+    assert not again.imported and len(again.unchanged) == len(expected)
+    # Through the roster: SIS Login ID, else the roster's name with the user id; one login for two users is
+    # ambiguous, never merged.
+    (tmp_path / "roster.csv").write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section\n"
+        "    Points Possible,,,,\n"
+        '"Smith, John",501,,,S1\n"Smith, John",502,,,S1\n'
+        '"O\'Brien, Seán",503,,sobrien,S1\n'
+        '"ใจดี, สมชาย",504,,somchai,S1\n"Stone, Eve",505,,somchai,S1\n',
+        encoding="utf-8",
+    )
+    roster = course_mod.read_roster(tmp_path / "roster.csv")
+    report = course_mod.collect(_bare_course(tmp_path / "course2"), archive, timestamps="none", roster=roster)
+    assert sorted(s for s, _, _ in report.imported) == ["Smith_John_501", "Smith_John_502", "sobrien"]
+    assert sorted(n for n, r in report.unmatched if "ambiguous" in r) == sorted(
+        n for n in files if "_504_" in n or n.startswith("stoneeve")
+    )
+
+
+def test_files_of_two_lms_users_with_one_id_are_ambiguous_never_merged(tmp_path):
+    # A Canvas roster built by hand can give two users one id; identical files must not merge them either.
+    course = _bare_course(tmp_path / "course")
+    inbox = tmp_path / "canvas"
+    inbox.mkdir()
+    (inbox / f"smithjohn_501_9001_{LAB}.ipynb").write_bytes(_notebook("same"))
+    (inbox / f"smithjohn_502_9002_{LAB}.ipynb").write_bytes(_notebook("same"))
+    roster = course_mod.Roster("Canvas", {"501": "jsmith", "502": "jsmith"})
+    report = course_mod.collect(course, inbox, timestamps="none", roster=roster)
+    assert not report.imported and [a[:2] for a in report.ambiguous] == [("jsmith", LAB)]
+    assert "AMBIGUOUS jsmith" in "\n".join(report.lines())
+    assert not course.submission_dir("jsmith", LAB).exists()
+
+
+@pytest.mark.parametrize(
+    "name, valid",
+    [
+        ("Seán_OBrien_103", True),
+        ("สมชาย_ใจดี_104", True),
+        ("6401001", True),
+        ("j.smith@uni.example", True),
+        ("_reference_solution", False),
+        ("a*b", False),  # nbgrader's student_id is a glob
+        ("a,b", False),  # and student_id_exclude a comma-separated list
+        ("a b", False),
+        ("..", False),
+        (unicodedata.normalize("NFD", "Seán"), False),
+        ("x" * 129, False),  # nbgrader's Student.id is a String(128)
+    ],
+)
+def test_valid_student_ids_follow_nbgrader(name, valid):
+    assert course_mod.valid_student_id(name) is valid
+
+
+def test_grade_defaults_are_the_sandbox_limits():
+    args = course_mod._parser().parse_args(["grade", LAB])
+    limits = sandbox.Limits()
+    assert (args.notebook_timeout, args.memory_mb, args.max_procs, args.output_mb) == (
+        limits.notebook_timeout,
+        limits.memory_mb,
+        limits.max_procs,
+        limits.output_mb,
+    )
 
 
 def test_shared_data_dir_matches_helpers_data(monkeypatch):
