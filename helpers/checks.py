@@ -181,18 +181,57 @@ def require(*names: str, exercise: int | str | None = None) -> None:
 
 
 # --- visible checks ---------------------------------------------------------------------------------
+def _agree(a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Positions where ``a`` and ``e`` are equal or both NaN (the same infinity is equal)."""
+    return (a == e) | (a.isnan() & e.isnan())
+
+
 def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Largest relative error ``|a - e| / max(1e-8, |a| + |e|)`` (the CS231n convention); positions where both
-    are NaN agree and count as 0."""
-    a = torch.as_tensor(actual, dtype=torch.float64)
-    e = torch.as_tensor(expected, dtype=torch.float64)
-    err = ((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-8)).masked_fill(a.isnan() & e.isnan(), 0.0)
+    """Largest relative error ``|a - e| / max(1e-8, |a| + |e|)`` (the CS231n convention). Positions where both are
+    NaN, or the same infinity, agree and count as 0; a NaN or an infinity where something else is expected counts
+    as ``inf``."""
+    a, e = torch.broadcast_tensors(
+        torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
+    )
+    finite = a.isfinite() & e.isfinite()
+    if bool((~finite & ~_agree(a, e)).any()):
+        return float("inf")
+    err = ((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-8))[finite]
     return float(err.max()) if err.numel() else 0.0
 
 
 def _first_mismatch(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Tensor) -> str:
     index = tuple(int(i) for i in bad.nonzero()[0])
     return f"first mismatch at index {index}: got {actual[index].item():.6g}, expected {expected[index].item():.6g}"
+
+
+def _positions(n: int) -> str:
+    return f"{n} position" if n == 1 else f"{n} positions"
+
+
+def _match_notes(a: torch.Tensor, e: torch.Tensor) -> str:
+    """What a passing comparison should say about NaN and infinities that were expected."""
+    both_nan = int((a.isnan() & e.isnan()).sum())
+    same_inf = int((a.isinf() & (a == e)).sum())
+    notes = [f"{_positions(both_nan)} both NaN, as expected"] if both_nan else []
+    notes += [f"{_positions(same_inf)} inf where inf was expected (fine)"] if same_inf else []
+    return "".join(f"; {note}" for note in notes)
+
+
+def _mismatch_text(a: torch.Tensor, e: torch.Tensor, bad: torch.Tensor) -> str:
+    """What a failing comparison says: a NaN or an infinity in the wrong place is named plainly, since a relative
+    error means nothing there; otherwise the relative error and the first mismatch."""
+    finite = a.isfinite() & e.isfinite()
+    odd = bad & ~finite
+    if not bool(odd.any()):
+        return f"values differ (relative error {rel_error(a, e):.2e}); {_first_mismatch(a, e, bad)}"
+    index = tuple(int(i) for i in odd.nonzero()[0])
+    text = f"values differ; got {a[index].item():.6g} at index {index} where {e[index].item():.6g} expected"
+    count = int(odd.sum())
+    text += f" ({_positions(count)} with a NaN or inf that does not belong there)" if count > 1 else ""
+    if bool((bad & finite).any()):
+        text += f"; elsewhere the relative error is {rel_error(a[finite], e[finite]):.2e}"
+    return text
 
 
 def _check_shape(name: str, actual: Any, expected_shape: tuple[int, ...], quiet: bool = False) -> bool:
@@ -216,18 +255,16 @@ def _check_close(name: str, actual: Any, expected: Any, *, rtol: float, atol: fl
             print(f"  hint: {hint}")
         return False
     a64, e64 = actual.detach().double().cpu(), expected.detach().double().cpu()
-    err = rel_error(a64, e64)
-    ok = bool(_allclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True))
-    if ok:
-        both_nan = int((a64.isnan() & e64.isnan()).sum())
-        if both_nan and both_nan == a64.numel():
+    if bool(_allclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)):
+        if a64.numel() and bool((a64.isnan() & e64.isnan()).all()):
             print(f"✓ {name}: both NaN, as expected")
         else:
-            nan_note = f"; {both_nan} positions both NaN, as expected" if both_nan else ""
-            print(f"✓ {name}: values match (relative error {err:.2e}{nan_note})")
+            print(
+                f"✓ {name}: values match (relative error {rel_error(a64, e64):.2e}{_match_notes(a64, e64)})"
+            )
         return True
     bad = ~torch.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
-    print(f"✗ {name}: values differ (relative error {err:.2e}); {_first_mismatch(a64, e64, bad)}")
+    print(f"✗ {name}: {_mismatch_text(a64, e64, bad)}")
     if hint:
         print(f"  hint: {hint}")
     return False

@@ -109,6 +109,33 @@ def test_nan_where_nan_is_expected_says_both_nan(capsys):
     mixed = torch.tensor([1.0, float("nan"), 3.0])
     assert check_close("some NaN", mixed, mixed.clone())
     out = capsys.readouterr().out
-    assert "relative error nan" not in out and "1 positions both NaN" in out
+    assert "relative error nan" not in out and "1 position both NaN" in out
     assert rel_error(mixed, mixed.clone()) == 0.0
     assert not check_close("NaN against a number", mixed, torch.tensor([1.0, 2.0, 3.0]), strict=False)
+
+
+def test_infinities_and_nan_against_numbers_are_said_plainly(capsys):
+    inf, nan = float("inf"), float("nan")
+    same = torch.tensor([inf, 1.0, -inf])
+    assert rel_error(same, same.clone()) == 0.0, "the same infinity where it is expected agrees"
+    assert check_close("infinities where expected", same, same.clone())
+    out = capsys.readouterr().out
+    assert "nan" not in out and "2 positions inf where inf was expected (fine)" in out, out
+    got, expected = torch.tensor([1.0, nan, 3.0]), torch.tensor([1.0, 1.5, 3.0])
+    assert rel_error(got, expected) == inf
+    assert not check_close("NaN against a number", got, expected, strict=False)
+    out = capsys.readouterr().out
+    assert "relative error nan" not in out and "got nan at index (1,) where 1.5 expected" in out, out
+    assert not check_close(
+        "inf against a number", torch.tensor([inf, 2.0]), torch.tensor([1.5, 2.0]), strict=False
+    )
+    assert "got inf at index (0,) where 1.5 expected" in capsys.readouterr().out
+    assert not check_close("opposite infinities", torch.tensor([-inf]), torch.tensor([inf]), strict=False)
+    assert "got -inf at index (0,) where inf expected" in capsys.readouterr().out
+    mixed = torch.tensor([inf, 2.0])
+    assert rel_error(mixed, torch.tensor([inf, 1.5])) == pytest.approx(0.5 / 3.5)
+    assert not check_close(
+        "a number off next to a matching inf", mixed, torch.tensor([inf, 1.5]), strict=False
+    )
+    out = capsys.readouterr().out
+    assert "relative error 1.43e-01" in out and "got 2, expected 1.5" in out and "nan" not in out, out
