@@ -39,23 +39,30 @@ def serve(namespace: dict, nonce: str, request: str | None = None) -> None:
 
     Without ``request`` the request is read with ``input()``: the harness answers the kernel's ``input_request``
     on the stdin channel, so a large request never goes through IPython's handling of cell source."""
-    try:
-        if request is None:
-            import builtins
+    if request is None:
+        import builtins
 
-            request = builtins.input("")
+        request = builtins.input("")
+    text = reply_text(namespace, nonce, request)
+    from IPython.core.getipython import get_ipython
+
+    get_ipython().display_pub.publish(data={protocol.MIME: text}, metadata={})
+
+
+def reply_text(namespace: dict, nonce: str, request: str) -> str:
+    """The JSON text of the reply to ``request``: its value, or the error it raised. A result past the protocol's
+    bounds (:data:`~.protocol.MAX_MESSAGE_BYTES`, items, depth) is not sent: the reply is that ``ProtocolError``,
+    which the harness raises as its own (the case fails, whatever a test catches)."""
+    try:
         reply = _answer(namespace, request)
     except KeyboardInterrupt:
         raise  # the harness's time limit interrupted the call: it already stopped waiting
     except BaseException as err:  # noqa: BLE001 - SystemExit from student code is an answer too
         reply = {"error": describe_error(err)}
     try:
-        text = protocol.dumps({"nonce": nonce, **reply})
+        return protocol.dumps({"nonce": nonce, **reply})
     except (protocol.ProtocolError, TypeError, ValueError, RecursionError) as err:
-        text = protocol.dumps({"nonce": nonce, "error": describe_error(err)})
-    from IPython.core.getipython import get_ipython
-
-    get_ipython().display_pub.publish(data={protocol.MIME: text}, metadata={})
+        return protocol.dumps({"nonce": nonce, "error": describe_error(err)})
 
 
 def describe_error(err: BaseException) -> dict[str, str]:

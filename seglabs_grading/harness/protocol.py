@@ -34,6 +34,16 @@ MAX_MESSAGE_BYTES = 64 << 20  # one request or reply, encoded
 MAX_DEPTH = 32  # nesting of lists, tuples and dicts
 MAX_ITEMS = 1_000_000  # values in one message
 MIME = "application/vnd.seglabs.harness+json"  # the display_data type a reply travels in
+ERROR_TYPE = (__name__, "ProtocolError")  # how a refusal by the protocol is reported as the kernel's error
+
+
+def too_large(what: str, size: int) -> str:
+    """The message for something past :data:`MAX_MESSAGE_BYTES`, in MiB."""
+    return (
+        f"{what} of {size / (1 << 20):.1f} MiB is more than one message between the grader and the kernel may "
+        f"carry ({MAX_MESSAGE_BYTES / (1 << 20):g} MiB)"
+    )
+
 
 DTYPES: dict[str, torch.dtype] = {
     name: getattr(torch, name)
@@ -86,7 +96,7 @@ def encode_tensor(t: torch.Tensor) -> dict[str, Any]:
     plain = torch.Tensor.as_subclass(t, torch.Tensor).detach().to("cpu").contiguous()
     raw = plain.reshape(-1).view(torch.uint8).numpy().tobytes() if plain.numel() else b""
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"a tensor of {len(raw)} bytes is larger than {MAX_MESSAGE_BYTES} bytes")
+        raise ProtocolError(too_large("a tensor", len(raw)))
     return {"$": "tensor", "dtype": dtype, "shape": list(plain.shape), "b64": base64.b64encode(raw).decode()}
 
 
@@ -138,7 +148,7 @@ def dumps(message: Any) -> str:
     """JSON text of an already encoded message, refused when over :data:`MAX_MESSAGE_BYTES`."""
     text = json.dumps(message, allow_nan=False, separators=(",", ":"))
     if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(text)} bytes is larger than {MAX_MESSAGE_BYTES} bytes")
+        raise ProtocolError(too_large("a message (encoded)", len(text)))
     return text
 
 
@@ -148,7 +158,7 @@ def loads(text: Any) -> Any:
     if not isinstance(text, str):
         raise ProtocolError(f"a message must be JSON text, got {type(text).__name__}")
     if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(text)} bytes is larger than {MAX_MESSAGE_BYTES} bytes")
+        raise ProtocolError(too_large("a message (encoded)", len(text)))
     try:
         return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:

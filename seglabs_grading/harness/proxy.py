@@ -4,7 +4,8 @@
 data, or a :class:`Handle` to an object that stays there. Exceptions raised in the kernel come back as the
 same built-in type, :class:`helpers.checks.ForbiddenCallError`, or :class:`~.errors.StudentError`. Everything
 the kernel sends is checked on arrival (:mod:`.protocol`); a reply that is not valid plain data raises
-:class:`~.protocol.ProtocolError`, so the case using it fails.
+:class:`~.protocol.ProtocolError`, so the case using it fails; so does a result the kernel could not send
+(past the protocol's size, item or depth bounds).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def exception_from(error: Any) -> BaseException:
             return err
     if (module, kind) == ("helpers.checks", "ForbiddenCallError"):
         return ForbiddenCallError(message)
+    if (module, kind) == protocol.ERROR_TYPE:  # the result could not be sent (too large, too deep)
+        return protocol.ProtocolError(f"the kernel's reply was refused: {message}")
     return StudentError(f"{module}.{kind}" if module != "builtins" else kind, message)
 
 

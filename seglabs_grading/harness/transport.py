@@ -155,6 +155,9 @@ def _parse_reply(content: dict[str, Any], nonce: str) -> dict[str, Any] | None:
     text = data.get(protocol.MIME) if isinstance(data, dict) else None
     if not isinstance(text, str):
         return None
+    if len(text) > protocol.MAX_MESSAGE_BYTES and nonce and nonce in text:  # ours, but too large to parse
+        message = protocol.too_large("a reply", len(text))
+        return {"nonce": nonce, "error": dict(zip(("module", "type"), protocol.ERROR_TYPE), message=message)}
     try:
         parsed = protocol.loads(text)
     except protocol.ProtocolError:

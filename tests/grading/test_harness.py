@@ -27,7 +27,7 @@ class Loopback:
         self.tamper = tamper  # optional: rewrites the reply text (a hostile kernel)
 
     def request(self, message: dict, timeout: float) -> dict:
-        reply = protocol.dumps(kernel_side._answer(self.namespace, protocol.dumps(message)))
+        reply = kernel_side.reply_text(self.namespace, "loopback", protocol.dumps(message))
         return protocol.loads(self.tamper(reply) if self.tamper else reply)
 
 
@@ -145,6 +145,34 @@ def test_sizes_and_depth_are_bounded(monkeypatch):
         protocol.encode(deep)
     with pytest.raises(protocol.ProtocolError):
         protocol.loads("NaN")
+
+
+def test_what_the_grader_accepts_from_the_kernel_per_reply_is_bounded(monkeypatch):
+    # A result past the bound is refused in the kernel, and the case fails with a message that says so, even where
+    # the test expects an error (a ProtocolError is a HarnessFailure, which no `except Exception` catches).
+    monkeypatch.setattr(protocol, "MAX_MESSAGE_BYTES", 1000)
+    student = Student(Loopback({"big": lambda: torch.zeros(1000), "deep": lambda: [[[[1]]]]}))
+    block = (
+        "# harness\ndef big():\n    student.big()\n"
+        "def caught():\n    try:\n        student.big()\n    except Exception:\n        return\n"
+        "run_cases({'big': big, 'caught': caught})\n"
+    )
+    verdict = run_hidden(block, student, seed=1, points=2, grade_id="t")
+    assert verdict.score == 0 and not any(c.passed for c in verdict.cases), verdict
+    assert "ProtocolError: the kernel's reply was refused: a tensor of 0.0 MiB is more than one message" in (
+        verdict.cases[0].message
+    )
+    monkeypatch.setattr(protocol, "MAX_DEPTH", 2)
+    with pytest.raises(protocol.ProtocolError, match="refused: nested deeper"):
+        student.deep()
+    # A reply too large to parse is refused before it is parsed, with the same kind of message.
+    from seglabs_grading.harness.transport import _parse_reply
+
+    text = '{"nonce": "n", "value": "' + "x" * 2000 + '"}'
+    reply = _parse_reply({"data": {protocol.MIME: text}}, "n")
+    with pytest.raises(protocol.ProtocolError, match="refused: a reply of 0.0 MiB is more than one message"):
+        Student(Canned(reply)).square(2)
+    assert _parse_reply({"data": {protocol.MIME: text}}, "other") is None  # not ours: ignored
 
 
 # --- proxy and kernel side (loopback) ----------------------------------------------------------------
