@@ -564,7 +564,8 @@ def lms_origin(parts: tuple[str, ...]) -> LmsOrigin | None:
 
 def _student_of(origin: LmsOrigin, roster: Roster | None) -> tuple[str | None, str]:
     if roster is None:
-        return lms_student_id(origin.name, origin.number, origin.lms), ""
+        student = lms_student_id(origin.name, origin.number, origin.lms)
+        return (student, "") if valid_student_id(student) else (None, f"invalid student id {student!r}")
     if roster.lms != origin.lms:
         return None, f"a {origin.lms} submission, but the roster is {roster.lms}'s"
     if origin.number in roster.ambiguous:
@@ -594,7 +595,7 @@ def _match(parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, ro
         if lab is None and origin.lms == "Canvas":  # not Canvas's pattern after all (<student>_<id>_01_<lab>)
             origin = None
         elif lab is None:
-            return Match(None, None, reason)
+            return Match(None, None, reason, origin)
     if origin is not None:
         student, reason = _student_of(origin, roster)
         return Match(student, lab if student else None, reason, origin)
@@ -663,7 +664,7 @@ def _group(
 ) -> dict[tuple[str, str], list[Incoming]]:
     """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched, ambiguous)."""
     matches = [(entry, _match(entry.path, labs, lab, roster)) for entry in entries]
-    moodle = any(m.origin is not None and m.origin.lms == "Moodle" for _, m in matches)
+    moodle = any(m.origin is not None and m.origin.lms == "Moodle" for _, m in matches)  # a Moodle export
     wanted: dict[tuple[str, str], list[Incoming]] = {}
     owners: dict[tuple[str, str], set] = {}
     for entry, found in matches:

@@ -299,6 +299,13 @@ def test_moodle_flat_names_and_a_one_student_export_credit_the_participant(tmp_p
     report = course_mod.collect(other, _zip(tmp_path / "one.zip", {one: _notebook("eve")}), timestamps="none")
     assert [s for s, _, _ in report.imported] == ["Eve_Stone_105"]
     assert not other.submission_dir("Bob_Lee", LAB1).exists()
+    # A file beside the submission folders is no one's, even when no file in them names a lab.
+    loose = {
+        MOODLE.format(name="Eve Stone", id=105, file="notes.ipynb"): b"{}",
+        f"Bob_Lee_{LAB1}.ipynb": b"{}",
+    }
+    report = course_mod.collect(other, _zip(tmp_path / "loose.zip", loose), timestamps="none")
+    assert not report.imported and dict(report.unmatched)[f"Bob_Lee_{LAB1}.ipynb"].startswith("outside every")
 
 
 def _moodle_worksheet(path: Path) -> Path:
