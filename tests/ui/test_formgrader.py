@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,22 +67,14 @@ def _hostile_submission(release: Path):
 def graded_course():
     if LAB not in lab_names():
         pytest.skip(f"{LAB} is not present")
-    root = Path(tempfile.mkdtemp(prefix="seglabs-formgrader-"))
-    mp = pytest.MonkeyPatch()
-    try:
-        grading = root / "course" / "grading"
-        mp.setenv("SEGLAB_GRADING_DIR", str(grading))
-        mp.setenv("SEGLAB_BUDGET", "ci")
-        course = course_mod.load_course(subs.released_course(root, LAB))
+    with subs.throwaway_course(LAB, "seglabs-formgrader-") as folder:
+        course = course_mod.load_course(folder)
         subs.submit(
             _hostile_submission(course.release / LAB / f"{LAB}.ipynb"), course.submitted, STUDENT, LAB
         )
         report = course_mod.grade(course, LAB, limits=LIMITS, reference=False, progress=False)
         assert [r["status"] for r in report.results] == ["graded"], report.results
-        yield course, root
-    finally:
-        mp.undo()
-        shutil.rmtree(root, ignore_errors=True)
+        yield course, folder.parent
 
 
 @pytest.fixture(scope="module")
