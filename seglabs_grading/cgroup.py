@@ -198,9 +198,13 @@ def _enable_v2(base: Path, enable: list[str]) -> str:
             raise
     others = [p for p in _words(base / "cgroup.procs") if p != str(os.getpid())]
     _leave_leaf(base, leaf)
+    what = (
+        f"{len(others)} other process(es) share the grader's cgroup {base} (e.g. the shell that started it)"
+        if others
+        else f"the kernel refuses (EBUSY) to enable {line} in {base}/cgroup.subtree_control"
+    )
     return (
-        f"cgroup v2: {len(others) or 'other'} other process(es) share the grader's cgroup {base} (e.g. the shell "
-        f"that started it), so it cannot hand {', '.join(enable)} to children; {DELEGATE_HINT}"
+        f"cgroup v2: {what}, so the grader cannot hand {', '.join(enable)} to child groups; {DELEGATE_HINT}"
     )
 
 
@@ -226,7 +230,7 @@ def _prepare_v1(root: Path, own: dict[str, str]) -> tuple[Parent | None, str]:
     if not os.access(memory, os.W_OK):
         return (
             None,
-            f"cgroup v1: {memory} is not writable (cgroup v1 is not delegated to normal users: grade as root)",
+            f"cgroup v1: {memory} is not writable; cgroup v1 is not delegated to normal users: grade as root",
         )
     folders = {"memory": str(memory)}
     pids = root / "pids" / own.get("pids", "/").lstrip("/")

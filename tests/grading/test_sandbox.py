@@ -318,7 +318,8 @@ def _submit_sandbox_attacks(course, release: Path, values: dict) -> list[str]:
 
 
 def _cgroup_available() -> bool:
-    group, _ = cgroup.create(*cgroup.prepare(), 64, 16)
+    parent, why = cgroup.prepare()
+    group, _ = cgroup.create(parent, 64, 16, why)
     if group is None:
         return False
     group.remove()
