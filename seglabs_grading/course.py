@@ -1030,7 +1030,7 @@ def _batch_setup(course: Course, lab: str, batch_dir: Path, options: _GradeOptio
 
 def _reference_run(lab: str, setup: sandbox.BatchSetup, batch_dir: Path, identities: list) -> dict[str, Any]:
     """Grade the lab's own solution in the same sandbox; it must score full marks. Publish its datasets."""
-    ref_job = sandbox.Job(lab, REFERENCE_STUDENT, setup.source_lab_dir, trusted=True)
+    ref_job = sandbox.Job(lab, REFERENCE_STUDENT, setup.source_lab_dir)
     sandbox.WorkerPool(setup, batch_dir, identities[:1]).run([ref_job], lambda job, result: None)
     ok, why = _reference_ok(ref_job.result)
     if not ok:

@@ -997,7 +997,6 @@ class Job:
     lab: str
     student: str
     submission: Path
-    trusted: bool = False  # the instructor's own notebook (the reference run): its datasets are published
     job_dir: Path | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -1056,7 +1055,6 @@ def _job_message(job: Job, setup: BatchSetup, identity: Identity | None, pool: W
         "student": job.student,
         "job_dir": str(job.job_dir),
         "identity": asdict(identity) if identity else None,
-        "trusted": job.trusted,
         "limits": asdict(setup.limits),
         "data_dir": setup.data_dir,
         "devices": list(setup.devices),
