@@ -212,9 +212,11 @@ def _positions(n: int) -> str:
 def _match_notes(a: torch.Tensor, e: torch.Tensor) -> str:
     """What a passing comparison should say about NaN and infinities that were expected."""
     both_nan = int((a.isnan() & e.isnan()).sum())
-    same_inf = int((a.isinf() & (a == e)).sum())
+    same_inf = a.isinf() & (a == e)
+    plus, minus = int((same_inf & (a > 0)).sum()), int((same_inf & (a < 0)).sum())
     notes = [f"{_positions(both_nan)} both NaN, as expected"] if both_nan else []
-    notes += [f"{_positions(same_inf)} inf where inf was expected (fine)"] if same_inf else []
+    notes += [f"{_positions(plus)} inf where inf was expected (fine)"] if plus else []
+    notes += [f"{_positions(minus)} -inf where -inf was expected (fine)"] if minus else []
     return "".join(f"; {note}" for note in notes)
 
 
