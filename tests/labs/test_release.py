@@ -6,6 +6,7 @@ import re
 
 import nbformat
 import pytest
+
 from tests.labtools import (
     HIDDEN_MARKERS,
     LABS,
