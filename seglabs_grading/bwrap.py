@@ -20,11 +20,17 @@ and ``no_new_privs``; an inner bubblewrap, run by that uid, adds the user namesp
 own (its ``/proc`` stays the outer one: a user namespace may not mount a new one over a ``/proc`` that
 bubblewrap has partly covered), so the kernel's parent is a PID 1 it cannot kill. Run by a normal user, one
 bubblewrap does it all.
+
+The innermost layer also passes ``--disable-userns`` where the installed bubblewrap has it (0.8 and later,
+:func:`supports_disable_userns`): the kernel cannot make user namespaces of its own, so it can never hold the
+capabilities to mount anything (a ``cgroup2`` file system, say) or to make namespaces of other kinds.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +57,21 @@ def find_bwrap() -> str:
     if path is None:
         raise SandboxUnavailable(f"bwrap not found. {INSTALL_HINT}")
     return path
+
+
+@functools.lru_cache(maxsize=8)
+def supports_disable_userns(path: str) -> bool:
+    """Whether the bubblewrap at ``path`` has ``--disable-userns`` (it says so in ``--help``; 0.8 and later)."""
+    try:
+        run = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in run.stdout + run.stderr
+
+
+def _no_userns(path: str) -> list[str]:
+    """``--unshare-user --disable-userns`` (the second needs the first) where supported, else ``--unshare-user``."""
+    return ["--unshare-user", "--disable-userns"] if supports_disable_userns(path) else ["--unshare-user"]
 
 
 def find_setpriv() -> str:
@@ -194,7 +215,7 @@ def command(
     inner_tail = [*ids, "--chdir", HOME, *_environment(env), "--", *kernel_cmd]
     if host_uid is None:
         return [
-            bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+            bwrap, "--unshare-all", *_no_userns(bwrap), "--die-with-parent", "--new-session",
             *tmp, *binds(mounts, tmp_bytes), *inner_tail,
         ]  # fmt: skip
     outer = [
@@ -207,7 +228,7 @@ def command(
         "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
     ]  # fmt: skip
     inner = [
-        bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts",
+        bwrap, *_no_userns(bwrap), "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts",
         "--die-with-parent",
         "--new-session", "--dev-bind", "/", "/", *tmp, *_under_tmp(mounts), *inner_tail,
     ]  # fmt: skip

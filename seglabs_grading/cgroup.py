@@ -15,6 +15,13 @@ controllers that ``base/cgroup.controllers`` offers in ``base/cgroup.subtree_con
 sandbox's first process before it starts (:meth:`Cgroup.join` runs between ``fork`` and ``exec``), so every
 process of the submission is inside from the start.
 
+On v2 the limits (``memory.max``, ``pids.max``) are written on ``base/seglabs-<pid>-<n>`` but the kernel joins
+its child ``base/seglabs-<pid>-<n>/kernel``: bubblewrap's cgroup namespace is rooted there, so the files with
+the limits lie above anything the kernel could mount, even as a normal user whose uid owns them (the kernel runs
+as that uid). The whole subtree is killed (``cgroup.kill`` of the upper group), counted (its ``memory.events``
+is hierarchical) and removed (children first). On v1 (root only: the files are root's, the kernel is not) the
+kernel joins the limited groups themselves.
+
 Where this is impossible (no cgroup file system, a v2 base without the controllers delegated, or shared with
 other processes such as the shell that started ``course``; cgroup v1 as a normal user), :func:`prepare` or
 :func:`create` returns ``None`` with the reason, grading goes on with the per-process limits alone, and
@@ -27,6 +34,7 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +44,9 @@ from typing import Any
 ROOT = Path("/sys/fs/cgroup")
 WANTED = ("memory", "pids")  # the first is required (the memory cap); the others are used where offered
 LEAF = "seglabs-grader"  # the grader's own group under the base, on cgroup v2
+KERNEL = "kernel"  # on v2, the child of a kernel's group that its processes join (below the limits)
+MOUNTINFO = Path("/proc/self/mountinfo")
+_NAME = re.compile(r"seglabs-\d+-\d+")  # a kernel's group: what create makes, the only kind holds accepts
 DELEGATE_HINT = (
     "run grading in a cgroup of its own with the controllers delegated: "
     "`systemd-run --user --scope -p Delegate=yes .venv/bin/course grade ...` "
@@ -50,22 +61,30 @@ class Parent:
 
     ``folders``: v2: ``{"": base}``; v1: ``{"memory": folder}`` and ``{"pids": folder}`` where there is one.
     ``controllers``: what each kernel's group gets (v2: enabled in the base's ``cgroup.subtree_control``).
+    ``note``: a caveat for the summary (v2: cgroup2 mounted without ``nsdelegate``, where it matters).
     """
 
     version: int
     folders: dict[str, str]
     controllers: tuple[str, ...]
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Parent:
-        return cls(int(data["version"]), dict(data["folders"]), tuple(data["controllers"]))
+        return cls(
+            int(data["version"]), dict(data["folders"]), tuple(data["controllers"]), str(data.get("note", ""))
+        )
 
     def holds(self, folder: Path) -> bool:
-        """Whether ``folder`` is a kernel's group of this parent (the only kind the grader may remove)."""
-        return any(folder.parent == Path(base) and folder.name != LEAF for base in self.folders.values())
+        """Whether ``folder`` is a kernel's group of this parent (the only kind the grader may kill and remove):
+        a direct child of a base named like :func:`create` names it, never the grader's leaf nor a foreign
+        group beside it (with the base at the cgroup root: ``system.slice``)."""
+        folder = Path(folder)
+        named = _NAME.fullmatch(folder.name) is not None
+        return named and any(folder.parent == Path(base) for base in self.folders.values())
 
 
 @dataclass
@@ -75,25 +94,29 @@ class Cgroup:
     version: int
     folders: list[Path]
     controllers: tuple[str, ...] = field(default=())
+    leaf: str = ""  # the child group of each folder the processes join ("": the folder itself; v2: KERNEL)
+    note: str = ""  # the parent's caveat, for the summary
 
     def join(self) -> None:
         """Move the calling process into the groups. Safe between ``fork`` and ``exec`` (plain syscalls)."""
         for folder in self.folders:
-            fd = os.open(str(folder / "cgroup.procs"), os.O_WRONLY)
+            fd = os.open(str(folder / self.leaf / "cgroup.procs"), os.O_WRONLY)
             try:
                 os.write(fd, b"0")
             finally:
                 os.close(fd)
 
     def pids(self) -> list[int]:
+        """Every process in the groups and in any group below them."""
         found: set[int] = set()
         for folder in self.folders:
-            with contextlib.suppress(OSError, ValueError):
-                found.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
+            for procs in _subtree(folder, "cgroup.procs"):
+                with contextlib.suppress(OSError, ValueError):
+                    found.update(int(p) for p in procs.read_text().split())
         return sorted(found)
 
     def oom_kills(self) -> int:
-        """How many processes the memory cap's OOM killer stopped in this group."""
+        """How many processes the memory cap's OOM killer stopped in this group (v2: below it too)."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
             text = (self.folders[0] / name).read_text()
@@ -106,7 +129,8 @@ class Cgroup:
         return 0
 
     def kill_all(self, attempts: int = 50) -> int:
-        """SIGKILL everything still in the group; return how many processes remain (0 expected)."""
+        """SIGKILL everything still in the group (v2: ``cgroup.kill`` of the upper group takes the groups below it
+        too); return how many processes remain (0 expected)."""
         if self.version == 2 and (self.folders[0] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
                 (self.folders[0] / "cgroup.kill").write_text("1")
@@ -121,17 +145,32 @@ class Cgroup:
         return len(self.pids())
 
     def remove(self) -> None:
-        """Kill what is left and delete the groups."""
+        """Kill what is left and delete the groups, each group below them first."""
         self.kill_all()
         for folder in self.folders:
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            for group in reversed(_subtree(folder)):
+                _rmdir(group)
+
+
+def _subtree(folder: Path, name: str = "") -> list[Path]:
+    """``folder`` and every group below it, parents first (``/name`` appended to each when given)."""
+    out = [folder / name if name else folder]
+    with contextlib.suppress(OSError):
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
+            out += _subtree(sub, name)
+    return out
+
+
+def _rmdir(folder: Path) -> None:
+    """Remove an empty group (one just emptied may refuse for a moment: retry)."""
+    for _ in range(50):
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 def _own_paths() -> dict[str, str]:
@@ -164,9 +203,18 @@ def _v2_base(root: Path, own: str | None) -> Path:
 
 
 def _move_into_leaf(base: Path) -> Path:
+    """Make ``base/seglabs-grader`` (if missing) and move the grader into it; a leaf it made is removed again
+    when the move fails (e.g. EACCES: ``base`` is not delegated to the grader)."""
     leaf = base / LEAF
+    made = not leaf.exists()
     leaf.mkdir(exist_ok=True)
-    _write(leaf / "cgroup.procs", str(os.getpid()))
+    try:
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                leaf.rmdir()
+        raise
     return leaf
 
 
@@ -222,7 +270,45 @@ def _prepare_v2(root: Path, wanted: tuple[str, ...], own: str | None) -> tuple[P
     why = _enable_v2(base, missing) if missing else ""
     if why:
         return None, why
-    return Parent(2, {"": str(base)}, tuple(enable)), ""
+    return Parent(2, {"": str(base)}, tuple(enable), _nsdelegate_note(root)), ""
+
+
+def _mount_options(root: Path, mountinfo: Path | None = None) -> set[str] | None:
+    """The options (per mount and per super block) of the cgroup2 mount at ``root``, from
+    ``/proc/self/mountinfo``; ``None`` where it is not listed there (e.g. a fake tree)."""
+    try:
+        lines = (mountinfo or MOUNTINFO).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        mount, sep, tail = line.partition(" - ")
+        fields, rest = mount.split(), tail.split()
+        if sep and len(fields) >= 6 and len(rest) >= 3 and rest[0] == "cgroup2" and Path(fields[4]) == root:
+            return set(fields[5].split(",")) | set(rest[2].split(","))
+    return None
+
+
+def _userns_disabled_in_sandbox() -> bool:
+    """Whether the installed bubblewrap keeps kernels from making user namespaces (``--disable-userns``)."""
+    from seglabs_grading import bwrap
+
+    try:
+        return bwrap.supports_disable_userns(bwrap.find_bwrap())
+    except bwrap.SandboxUnavailable:
+        return False
+
+
+def _nsdelegate_note(root: Path) -> str:
+    """The summary's caveat where it matters: a normal user's kernels (the grader's uid, which owns the groups)
+    may make user namespaces, and cgroup2 is mounted without ``nsdelegate``."""
+    options = _mount_options(root)
+    if os.geteuid() == 0 or options is None or "nsdelegate" in options or _userns_disabled_in_sandbox():
+        return ""
+    return (
+        f"cgroup2 at {root} is mounted without nsdelegate and this bubblewrap has no --disable-userns: the "
+        "limits stay above each kernel's cgroup namespace, but remounting with nsdelegate "
+        f"(`sudo mount -o remount,nsdelegate {root}`) or bubblewrap >= 0.8 adds the kernel's own checks"
+    )
 
 
 def _prepare_v1(root: Path, own: dict[str, str]) -> tuple[Parent | None, str]:
@@ -286,10 +372,11 @@ def _create_v1(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgrou
 
 
 def _create_v2(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgroup:
+    """``base/name`` with the limits, and its child ``base/name/kernel`` (no controllers) the kernel joins."""
     folder = Path(parent.folders[""]) / name
     folder.mkdir()
     controllers = tuple(c for c in parent.controllers if c != "pids" or pids)
-    group = Cgroup(2, [folder], controllers)
+    group = Cgroup(2, [folder], controllers, leaf=KERNEL, note=parent.note)
     try:
         if "memory" in controllers:
             _write(folder / "memory.max", str(memory_bytes))
@@ -297,6 +384,7 @@ def _create_v2(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgrou
                 _write(folder / "memory.swap.max", "0")
         if "pids" in controllers:
             _write(folder / "pids.max", str(pids))
+        (folder / KERNEL).mkdir()
     except BaseException:
         group.remove()
         raise
@@ -325,7 +413,7 @@ def describe(group: Cgroup | None, reason: str, memory_mb: int) -> str:
     if group is not None and "memory" in group.controllers:
         return (
             f"memory cap: cgroup v{group.version} ({', '.join(group.controllers)}), {memory_mb} MB per "
-            "submission (shared memory included)"
+            "submission (shared memory included)" + (f"; {group.note}" if group.note else "")
         )
     if group is not None:
         reason = f"its cgroup v{group.version} has no memory controller"

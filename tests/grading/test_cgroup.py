@@ -3,7 +3,8 @@
 One real cgroup v2 test: on this machine (cgroup v1 plus a hybrid v2 mount at ``/sys/fs/cgroup/unified`` that
 offers only ``hugetlb``), as root, a child process in a throwaway non-root v2 group runs :func:`cgroup.prepare`
 (the "no internal processes" rule makes enabling a controller fail with EBUSY until it moves into its leaf) and
-makes two kernel groups. The rest runs on fake cgroup trees (folders of plain files) and needs nothing.
+makes two kernel groups: the limits on each, its process in the child ``kernel`` below them. The rest runs on fake
+cgroup trees (folders of plain files) and needs nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from seglabs_grading import cgroup, sandbox
+from seglabs_grading import bwrap, cgroup, sandbox
 from tests.labtools import ROOT
 
 MB = 1 << 20
@@ -53,6 +54,10 @@ again, _ = cgroup.prepare(root, ("hugetlb",))  # a second batch in the same proc
 groups = [cgroup.create(parent, 64, 16)[0] for _ in range(2)]
 sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=groups[0].join)
 members = groups[0].pids()
+in_group = Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+first = groups[0].folders[0]
+files = {str(f.relative_to(first)): sorted(p.name for p in f.iterdir() if p.name.startswith("hugetlb."))
+         for f in (first, first / cgroup.KERNEL)}
 left = groups[0].kill_all()
 code = sleeper.wait()
 folders = [str(g.folders[0]) for g in groups]
@@ -61,6 +66,7 @@ for g in groups:
     g.remove()
 print(json.dumps(dict(before=before, after=after, parent=parent.as_dict(), why=why, again=again.as_dict(),
     folders=folders, controllers=controllers, members=members, sleeper=sleeper.pid, left=left, code=code,
+    in_group=in_group, files=files, gone=[Path(f).exists() for f in folders],
     note=cgroup.describe(groups[0], "", 64))))
 """
 
@@ -120,11 +126,16 @@ def test_v2_prepare_moves_the_grader_into_a_leaf_and_makes_kernel_groups_beside_
     assert [Path(f).parent for f in out["folders"]] == [top, top]  # siblings of the leaf, never nested
     assert out["why"] == "" and out["before"] == name
     assert out["after"] == f"{name}/{cgroup.LEAF}"  # the leaf dance happened
-    assert out["parent"] == {"version": 2, "folders": {"": str(top)}, "controllers": ["hugetlb"]}
+    assert out["parent"] == {"version": 2, "folders": {"": str(top)}, "controllers": ["hugetlb"], "note": ""}
     assert out["again"] == out["parent"]  # never a group under the leaf, however often it runs
     assert [Path(f).name.rsplit("-", 1)[1] for f in out["folders"]] == ["0", "1"]
     assert out["controllers"] == [["hugetlb"], ["hugetlb"]]
-    assert out["members"] == [out["sleeper"]] and out["left"] == 0 and out["code"] == -9
+    # The kernel's process is in the child group, the limits are in the group above it (out of its reach).
+    kernel_path = f"{name}/{Path(out['folders'][0]).name}/{cgroup.KERNEL}"
+    assert f"0::{kernel_path}\n" in out["in_group"]
+    assert out["files"]["."] and out["files"][cgroup.KERNEL] == []  # hugetlb.*.max above, nothing below
+    assert out["members"] == [out["sleeper"]] and out["left"] == 0 and out["code"] == -9  # the subtree killed
+    assert out["gone"] == [False, False]  # child then parent removed
     assert left_behind == [cgroup.LEAF]  # both kernel groups removed; the leaf goes with the grader
     assert not top.exists()
     assert "RLIMIT_DATA only" in out["note"]  # hugetlb is no memory cap: the summary does not claim one
@@ -177,6 +188,33 @@ def test_v2_limits_are_written_in_a_group_beside_the_grader(tmp_path):
     assert (group.folders[0] / "memory.swap.max").read_text() == "0"
     assert (group.folders[0] / "pids.max").read_text() == "20"
     assert cgroup.describe(group, "", 64).startswith("memory cap: cgroup v2 (memory, pids), 64 MB")
+    # The kernel joins the child group, which holds no limit: the files it might reach are not the limits.
+    kernel = group.folders[0] / cgroup.KERNEL
+    assert group.leaf == cgroup.KERNEL and sorted(p.name for p in kernel.iterdir()) == []
+    (kernel / "cgroup.procs").write_text("")  # what the kernel makes in every group
+    group.join()
+    assert (kernel / "cgroup.procs").read_text() == "0"
+
+
+def test_v2_kill_count_and_remove_act_on_the_kernel_group_and_its_child(tmp_path, monkeypatch):
+    root, base = _fake_v2(tmp_path)
+    group, _ = cgroup.create(cgroup.prepare(root, own=OWN)[0], 64, 20)
+    assert group is not None
+    upper, kernel = group.folders[0], group.folders[0] / cgroup.KERNEL
+    (upper / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")  # hierarchical in v2
+    (upper / "cgroup.kill").write_text("")
+    (upper / "cgroup.procs").write_text("")
+    (kernel / "cgroup.procs").write_text("4242\n")
+    killed: list[int] = []
+    monkeypatch.setattr(cgroup.os, "kill", lambda pid, sig: killed.append(pid))
+    assert group.pids() == [4242] and group.oom_kills() == 1
+    assert group.kill_all(attempts=1) == 1 and killed == [4242]  # the fake's 4242 never dies
+    assert (upper / "cgroup.kill").read_text() == "1"  # the upper group's: it takes the child too
+    removed: list[str] = []
+    monkeypatch.setattr(cgroup, "_rmdir", lambda folder: removed.append(folder.name))
+    monkeypatch.setattr(group, "kill_all", lambda: 0)
+    group.remove()
+    assert removed == [cgroup.KERNEL, upper.name]  # the child first, then the group with the limits
 
 
 def test_v2_without_pids_delegated_caps_memory_only(tmp_path):
@@ -204,6 +242,87 @@ def test_v2_other_processes_in_the_grader_cgroup_point_to_systemd_run(tmp_path, 
     assert parent is None and "1 other process(es) share the grader's cgroup" in why
     assert "systemd-run --user --scope -p Delegate=yes" in why
     assert not (base / cgroup.LEAF).exists()  # the grader went back: nothing left behind
+
+
+def test_v2_a_failed_move_into_the_leaf_leaves_no_leaf_behind(tmp_path, monkeypatch):
+    root, base = _fake_v2(tmp_path)
+
+    def write(path: Path, value: str) -> None:
+        if path == base / "cgroup.subtree_control":
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+        if path == base / cgroup.LEAF / "cgroup.procs":
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))  # base not delegated to us
+        path.write_text(value)
+
+    monkeypatch.setattr(cgroup, "_write", write)
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert parent is None and "Permission denied" in why and f"{cgroup.LEAF}/cgroup.procs" in why
+    assert not (base / cgroup.LEAF).exists()  # the leaf it made is gone again
+    (base / cgroup.LEAF).mkdir()  # a leaf that was there before (an earlier batch's) stays
+    assert cgroup.prepare(root, own=OWN)[0] is None and (base / cgroup.LEAF).is_dir()
+
+
+def _mountinfo(tmp_path: Path, root: Path, options: str) -> Path:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "24 1 0:22 / /proc rw,nosuid - proc proc rw\n"
+        f"41 31 0:38 / {root} rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 {options}\n"
+    )
+    return info
+
+
+@pytest.mark.parametrize(
+    ("euid", "options", "disable_userns", "noted"),
+    [
+        (1000, "rw", False, True),  # a normal user, no nsdelegate, kernels may make user namespaces: say so
+        (1000, "rw,nsdelegate,memory_recursiveprot", False, False),  # what systemd mounts
+        (1000, "rw", True, False),  # bubblewrap's --disable-userns: no namespace to mount cgroup2 in
+        (0, "rw", False, False),  # as root the kernel's uid owns none of the files
+    ],
+)
+def test_v2_a_missing_nsdelegate_is_noted_where_it_matters(
+    tmp_path, monkeypatch, euid, options, disable_userns, noted
+):
+    root, _ = _fake_v2(tmp_path)
+    monkeypatch.setattr(cgroup, "MOUNTINFO", _mountinfo(tmp_path, root, options))
+    monkeypatch.setattr(cgroup.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(cgroup, "_userns_disabled_in_sandbox", lambda: disable_userns)
+    assert cgroup._mount_options(root) == set(options.split(",")) | {
+        "nosuid", "nodev", "noexec", "relatime"
+    }  # fmt: skip
+    parent, why = cgroup.prepare(root, own=OWN)
+    assert why == "" and parent is not None and bool(parent.note) == noted
+    group, _ = cgroup.create(cgroup.Parent.from_dict(parent.as_dict()), 64, 20)
+    line = cgroup.describe(group, "", 64)
+    assert line.startswith(
+        "memory cap: cgroup v2 (memory, pids), 64 MB per submission (shared memory included)"
+    )
+    assert ("mounted without nsdelegate" in line) == noted and (f"remount,nsdelegate {root}" in line) == noted
+
+
+def test_this_machines_bwrap_disables_user_namespaces_in_the_innermost_layer(tmp_path):
+    try:
+        path = bwrap.find_bwrap()
+    except bwrap.SandboxUnavailable:
+        pytest.skip("no bubblewrap here")
+    if not bwrap.supports_disable_userns(path):
+        pytest.skip(f"{path} has no --disable-userns (bubblewrap < 0.8)")
+    mounts = bwrap.Mounts(tmp_path / "scratch", tmp_path / "kernel", tmp_path / "etc")
+    for host_uid in (None, sandbox.UID_BASE):
+        cmd = bwrap.command(["python"], mounts, {}, host_uid)
+        inner = len(cmd) - 1 - cmd[::-1].index(path)  # the innermost bwrap (the only one as a normal user)
+        assert cmd.count("--disable-userns") == 1 and cmd.index("--disable-userns") > inner
+        assert "--unshare-user" in cmd[inner:]  # --disable-userns needs it
+    assert sandbox.check_sandbox() is None  # and a sandbox still starts with it
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    uid = sandbox.UID_BASE + sandbox.MAX_SLOTS if sandbox.is_root() else None
+    nested = "unshare -U true && echo made || echo refused"  # a user namespace of the kernel's own
+    cmd = bwrap.command(
+        ["/bin/sh", "-c", nested], sandbox._probe_mounts(probe), {"PATH": "/usr/bin:/bin"}, uid
+    )
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert run.stdout.strip() == "refused", run.stderr
 
 
 def test_v2_the_grader_alone_moves_into_its_leaf_once(tmp_path, monkeypatch):
@@ -239,6 +358,16 @@ def test_v1_groups_under_the_grader_memory_and_pids_groups(tmp_path, monkeypatch
     assert (group.folders[0] / "memory.limit_in_bytes").read_text() == str(64 * MB)
     assert (group.folders[1] / "pids.max").read_text() == "20"
     assert parent.holds(group.folders[0]) and not parent.holds(root / "memory" / "grader")
+
+
+def test_only_a_kernel_group_of_the_parent_may_be_removed_after_a_killed_worker(tmp_path):
+    # The base at the cgroup root: the system's own groups are its children too.
+    parent = cgroup.Parent(2, {"": str(tmp_path)}, ("memory", "pids"))
+    assert parent.holds(tmp_path / "seglabs-4242-0") and parent.holds(tmp_path / "seglabs-1-17")
+    for foreign in ("system.slice", "user.slice", cgroup.LEAF, "seglabs-test-1", "seglabs-4242-0x"):
+        assert not parent.holds(tmp_path / foreign), foreign
+    assert not parent.holds(tmp_path / "system.slice" / "seglabs-4242-0")  # a direct child only
+    assert not parent.holds(tmp_path / "seglabs-4242-0" / cgroup.KERNEL)
 
 
 def test_no_cgroup_file_system_says_so(tmp_path):
