@@ -307,7 +307,8 @@ class CollectReport:
     )  # an existing different submission was kept
     replaced: list[tuple[str, str, str]] = field(default_factory=list)
     conflicts: list[tuple[str, str, list[str]]] = field(default_factory=list)
-    ambiguous: list[tuple[str, str, list[str]]] = field(default_factory=list)  # two LMS users, one id
+    # (student, lab, source names, why): LMS users (or a user and a file named by hand) with one id
+    ambiguous: list[tuple[str, str, list[str], str]] = field(default_factory=list)
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (source name, reason)
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -330,8 +331,8 @@ class CollectReport:
             for s, lab, srcs in self.conflicts
         ]
         out += [
-            f"  AMBIGUOUS {s}/{lab}: {', '.join(srcs)} are different LMS users with one id (none imported)"
-            for s, lab, srcs in self.ambiguous
+            f"  AMBIGUOUS {s}/{lab}: {', '.join(srcs)}: {why} (none imported)"
+            for s, lab, srcs, why in self.ambiguous
         ]
         out += [f"  UNMATCHED {src}: {reason}" for src, reason in self.unmatched]
         out += [f"  NOTE      {note}" for note in self.notes]
@@ -428,8 +429,14 @@ def lms_student_id(name: str, number: str, lms: str) -> str:
     return f"{name_slug(name) or lms.lower()}_{number}"
 
 
+def canvas_name(sortable_name: str) -> str:
+    """The name Canvas writes in its submissions' file names for a user's sortable name: lower-cased, every
+    non-word character dropped (``Smith, John`` -> ``smithjohn``, ``O'Brien, Seán`` -> ``obrienseán``)."""
+    return "".join(c for c in unicodedata.normalize("NFC", sortable_name).lower() if _wordlike(c) or c == "_")
+
+
 def clean_student_id(raw: str) -> str | None:
-    """A student id from a name written outside any LMS structure (``alice_12345_<lab>.ipynb``, a folder):
+    """A student id from a file name written outside any LMS structure (``alice_12345_<lab>.ipynb``):
     LMS-style ``_late`` and trailing ``_<digits>`` dropped, spaces as underscores; ``None`` if not valid."""
     name = unicodedata.normalize("NFC", raw).strip()
     name = re.sub(r"_late(?=_|$)", "", name, flags=re.I)
@@ -439,7 +446,8 @@ def clean_student_id(raw: str) -> str | None:
 
 
 def _roster_value(raw: str) -> str | None:
-    """A roster's id cell as a student id (kept as written: ``6401234``, ``j.smith@uni.edu``)."""
+    """An id as written (a roster's cell: ``6401234``, ``j.smith@uni.edu``; a folder of nbgrader's layout:
+    ``John_Smith_101``), NFC, spaces as underscores; ``None`` if not valid."""
     name = re.sub(r"\s+", "_", unicodedata.normalize("NFC", raw).strip())
     return name if valid_student_id(name) else None
 
@@ -452,23 +460,28 @@ class Roster:
     lms: str  # "Moodle" or "Canvas"
     ids: dict[str, str]
     ambiguous: dict[str, str] = field(default_factory=dict)
+    by_name: set[str] = field(default_factory=set)  # numbers whose row had no id: name and number instead
 
 
-def _canvas_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str]]:
-    """``(user id, student id, what it came from)`` of a Canvas gradebook export (Grades → Export)."""
+def _canvas_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str, bool]]:
+    """``(user id, student id, what it came from, whether the row had no id and the id is the user's name and
+    number)`` of a Canvas gradebook export (Grades → Export)."""
     for row in rows:
         uid = (row.get("ID") or "").strip()
         if not uid.isdigit():  # Canvas's "Points Possible" line
             continue
         sis = next((row[k] for k in ("SIS Login ID", "SIS User ID") if (row.get(k) or "").strip()), "")
         if sis:
-            yield uid, _roster_value(sis), sis
+            yield uid, _roster_value(sis), sis, False
         else:
-            yield uid, lms_student_id(row.get("Student") or "", uid, "Canvas"), row.get("Student") or ""
+            name = (
+                row.get("Student") or ""
+            )  # as in Canvas's file names: the id collect gives without a roster
+            yield uid, lms_student_id(canvas_name(name), uid, "Canvas"), name, True
 
 
-def _moodle_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str]]:
-    """``(participant, student id, what it came from)`` of a Moodle grading worksheet (Identifier
+def _moodle_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, str, bool]]:
+    """``(participant, student id, what it came from, by name)`` of a Moodle grading worksheet (Identifier
     ``Participant 12345``; the id is ``ID number``, else the ``Email address`` before its '@', else the name)."""
     for row in rows:
         number = re.search(r"(\d+)\s*$", row.get("Identifier") or "")
@@ -477,10 +490,10 @@ def _moodle_rows(rows: list[dict[str, str]]) -> Iterator[tuple[str, str | None, 
         idnumber = (row.get("ID number") or "").strip()
         local = (row.get("Email address") or "").strip().partition("@")[0]
         if idnumber or local:
-            yield number.group(1), _roster_value(idnumber or local), idnumber or local
+            yield number.group(1), _roster_value(idnumber or local), idnumber or local, False
         else:
             name = row.get("Full name") or ""
-            yield number.group(1), lms_student_id(name, number.group(1), "Moodle"), name
+            yield number.group(1), lms_student_id(name, number.group(1), "Moodle"), name, True
 
 
 def read_roster(path: Path) -> Roster:
@@ -503,20 +516,25 @@ def read_roster(path: Path) -> Roster:
             "(no 'Identifier' column)"
         )
     roster, owners = Roster(lms, {}), {}
-    for number, student, raw in entries:
+    for number, student, raw, by_name in entries:
         if student is None:
             raise CourseError(f"{path}: no valid student id for {lms} {noun} {number} ({raw!r})")
         if roster.ids.get(number, student) != student:
             raise CourseError(f"{path}: {lms} {noun} {number} appears twice with different ids")
         roster.ids[number] = student
         owners.setdefault(student, set()).add(number)
-    for student, numbers in owners.items():
+        if by_name:
+            roster.by_name.add(number)
+    for numbers in owners.values():
         for number in numbers if len(numbers) > 1 else ():
-            others = ", ".join(sorted(numbers - {number}))
             roster.ambiguous[number] = (
-                f"ambiguous: {lms} {noun}s {number} and {others} both have id {student!r}"
+                f"{lms} {noun}s {_and(sorted(numbers, key=int))} have one id in the roster"
             )
     return roster
+
+
+def _and(items: Sequence[str]) -> str:
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _lab_of(stem: str, labs: Sequence[str], lab_hint: str | None) -> tuple[str | None, str, str]:
@@ -546,33 +564,52 @@ class LmsOrigin:
         return "participant" if self.lms == "Moodle" else "user"
 
 
-def lms_origin(parts: tuple[str, ...]) -> LmsOrigin | None:
-    """The LMS structure a path is in: Moodle's outermost submission folder (whatever the student put inside),
-    Moodle's flat ``..._assignsubmission_file_<file>`` name, or Canvas's file name; ``None`` outside any."""
+def _canvas_evidence(name: str, labs: Sequence[str], lab_hint: str | None) -> bool:
+    """Whether a file name shows a Canvas export: Canvas's shape and not Moodle's flat one, with the lab in the
+    student's part or nowhere (``bob_12345_01_<lab>.ipynb``, named by hand, is no evidence)."""
+    canvas = CANVAS_FILE.fullmatch(name)
+    if canvas is None or MOODLE_FILE.fullmatch(name):
+        return False
+    stem = name.removesuffix(".ipynb")
+    return _lab_of(canvas.group("file").removesuffix(".ipynb"), labs, lab_hint)[0] is not None or (
+        _lab_of(stem, labs, None)[0] is None
+    )
+
+
+def export_lms(
+    paths: Sequence[tuple[str, ...]], labs: Sequence[str], lab_hint: str | None, roster: Roster | None
+) -> str | None:
+    """Which LMS made an export, decided once for all its files, so that no file's name decides it for the
+    others: the roster's; else Moodle where a folder is a Moodle submission folder or every notebook has
+    Moodle's flat name; else Canvas where a notebook shows Canvas (:func:`_canvas_evidence`); else Moodle where
+    one has Moodle's flat name; else ``None`` (nbgrader's layout or files named by hand)."""
+    if roster is not None:
+        return roster.lms
+    if any(MOODLE_FOLDER.fullmatch(part) for parts in paths for part in parts[:-1]):
+        return "Moodle"
+    notebooks = [parts[-1] for parts in paths if parts[-1].endswith(".ipynb")]
+    flat = [name for name in notebooks if MOODLE_FILE.fullmatch(name)]
+    if flat and len(flat) == len(notebooks):
+        return "Moodle"
+    if any(_canvas_evidence(name, labs, lab_hint) for name in notebooks):
+        return "Canvas"
+    return "Moodle" if flat else None
+
+
+def lms_origin(parts: tuple[str, ...], lms: str | None) -> LmsOrigin | None:
+    """Who the export of ``lms`` says a path is from: Moodle's outermost submission folder (whatever the student
+    put inside; any export), Moodle's flat ``..._assignsubmission_file_<file>`` name (a Moodle export) or
+    Canvas's file name (a Canvas export); ``None`` outside any."""
     for part in parts[:-1]:
         moodle = MOODLE_FOLDER.fullmatch(part)
         if moodle:
             return LmsOrigin("Moodle", moodle.group("id"), moodle.group("name"), parts[-1])
-    moodle = MOODLE_FILE.fullmatch(parts[-1])
-    if moodle:
-        return LmsOrigin("Moodle", moodle.group("id"), moodle.group("name"), moodle.group("file"))
-    canvas = CANVAS_FILE.fullmatch(parts[-1])
-    if canvas:
-        return LmsOrigin("Canvas", canvas.group("uid"), canvas.group("name"), canvas.group("file"))
-    return None
-
-
-def _student_of(origin: LmsOrigin, roster: Roster | None) -> tuple[str | None, str]:
-    if roster is None:
-        student = lms_student_id(origin.name, origin.number, origin.lms)
-        return (student, "") if valid_student_id(student) else (None, f"invalid student id {student!r}")
-    if roster.lms != origin.lms:
-        return None, f"a {origin.lms} submission, but the roster is {roster.lms}'s"
-    if origin.number in roster.ambiguous:
-        return None, roster.ambiguous[origin.number]
-    if origin.number not in roster.ids:
-        return None, f"{origin.lms} {origin.noun} {origin.number} is not in the roster"
-    return roster.ids[origin.number], ""
+    pattern = {"Moodle": MOODLE_FILE, "Canvas": CANVAS_FILE}.get(lms or "")
+    found = pattern.fullmatch(parts[-1]) if pattern else None
+    if found is None:
+        return None
+    number = found.group("id" if lms == "Moodle" else "uid")
+    return LmsOrigin(lms, number, found.group("name"), found.group("file"))
 
 
 @dataclass
@@ -581,53 +618,86 @@ class Match:
     lab: str | None
     reason: str = ""
     origin: LmsOrigin | None = None
+    ambiguous: bool = False  # ``student`` is the roster's id of more than one LMS user
 
 
-def _match(parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: Roster | None) -> Match:
+def _named(student: str | None, raw: str, lab: str, labs: Sequence[str], origin=None) -> Match:
+    if student is None:
+        return Match(None, None, f"invalid student id {raw!r}", origin)
+    if student in labs:
+        return Match(
+            None, None, f"student id {student!r} is a lab's name (expected <student>/<lab>/<lab>.ipynb)"
+        )
+    return Match(student, lab, "", origin)
+
+
+def _credit(origin: LmsOrigin, lab: str, labs: Sequence[str], roster: Roster | None) -> Match:
+    """The student an LMS's number is: its display name and number, or the roster's id."""
+    if roster is None:
+        return _named(lms_student_id(origin.name, origin.number, origin.lms), origin.name, lab, labs, origin)
+    if roster.lms != origin.lms:
+        return Match(None, None, f"a {origin.lms} submission, but the roster is {roster.lms}'s", origin)
+    if origin.number in roster.ambiguous:
+        return Match(roster.ids[origin.number], lab, roster.ambiguous[origin.number], origin, ambiguous=True)
+    if origin.number not in roster.ids:
+        return Match(None, None, f"{origin.lms} {origin.noun} {origin.number} is not in the roster", origin)
+    return _named(roster.ids[origin.number], origin.number, lab, labs, origin)
+
+
+def _outside_lms(parts: tuple[str, ...], lms: str | None, roster: Roster | None) -> str:
+    """Why a file outside the export's LMS structure is no one's ("" where it may be matched by its name)."""
+    if roster is not None:
+        other = lms_origin(parts, "Canvas" if roster.lms == "Moodle" else "Moodle")
+        if other is not None:
+            return f"a {other.lms} submission, but the roster is {roster.lms}'s"
+    if lms == "Moodle":
+        return "outside every Moodle submission folder"
+    if roster is not None:
+        return f"not a {roster.lms} submission name (the roster is for {roster.lms})"
+    return ""
+
+
+def _match(
+    parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: Roster | None, lms: str | None
+) -> Match:
     name = parts[-1]
     if not name.endswith(".ipynb"):
         return Match(None, None, "not a notebook")
     stem = name[: -len(".ipynb")]
-    origin = lms_origin(parts)
-    lab, prefix, reason = (None, "", "")
+    origin = lms_origin(parts, lms)
     if origin is not None:
-        lab, prefix, reason = _lab_of(origin.file.removesuffix(".ipynb"), labs, lab_hint)
-        if lab is None and origin.lms == "Canvas":  # not Canvas's pattern after all (<student>_<id>_01_<lab>)
-            origin = None
-        elif lab is None:
-            return Match(None, None, reason, origin)
-    if origin is not None:
-        student, reason = _student_of(origin, roster)
-        return Match(student, lab if student else None, reason, origin)
-    if roster is not None:
-        return Match(None, None, f"not a {roster.lms} submission name (the roster is for {roster.lms})")
+        lab, _, reason = _lab_of(origin.file.removesuffix(".ipynb"), labs, lab_hint)
+        return _credit(origin, lab, labs, roster) if lab else Match(None, None, reason, origin)
+    reason = _outside_lms(parts, lms, roster)
+    if reason:
+        return Match(None, None, reason)
     if len(parts) >= 3 and parts[-2] == stem and stem in labs:  # nbgrader's <student>/<lab>/<lab>.ipynb
-        student = clean_student_id(parts[-3])
-        return Match(
-            student, stem if student else None, "" if student else f"invalid student id {parts[-3]!r}"
-        )
+        return _named(_roster_value(parts[-3]), parts[-3], stem, labs)  # today's id, as written
     lab, prefix, reason = _lab_of(stem, labs, lab_hint)
     if lab is None:
         return Match(None, None, reason)
-    raw = prefix or (parts[-2] if len(parts) >= 2 else "")
-    if not raw:
-        return Match(None, None, "no student name in the file or folder name")
-    student = clean_student_id(raw)
-    return Match(student, lab if student else None, "" if student else f"invalid student id {raw!r}")
+    if prefix:  # <student>_<lab>.ipynb, LMS-style numbers dropped
+        return _named(clean_student_id(prefix), prefix, lab, labs)
+    if len(parts) >= 2:  # <student>/<lab>.ipynb: the folder's name as written
+        return _named(_roster_value(parts[-2]), parts[-2], lab, labs)
+    return Match(None, None, "no student name in the file or folder name")
 
 
 def match_submission(
     parts: tuple[str, ...], labs: Sequence[str], lab_hint: str | None, roster: Roster | None = None
 ) -> tuple[str | None, str | None, str]:
-    """``(student, lab, "")`` for a submitted notebook's path, or ``(None, None, reason)``.
+    """``(student, lab, "")`` for a submitted notebook's path alone (an export of one file), or
+    ``(None, None, reason)``.
 
-    The student comes from the export's structure: Moodle's participant number (its submission folder, or its
-    flat file name), Canvas's user id (both through ``roster`` when given, else the LMS's display name with that
-    number: :func:`lms_student_id`), nbgrader's ``<student>/<lab>/<lab>.ipynb``. Only files outside any LMS
-    structure (``<student>_<lab>.ipynb`` named by whoever gathered them) are matched by their name. The file
-    name a student chose only tells the lab.
+    The student comes from the export's structure (:func:`export_lms`): Moodle's participant number (its
+    submission folder, or its flat file name), Canvas's user id (both through ``roster`` when given, else the
+    LMS's display name with that number: :func:`lms_student_id`), nbgrader's ``<student>/<lab>/<lab>.ipynb``
+    (the folder's name as written). Only files outside any LMS structure (``<student>_<lab>.ipynb`` named by
+    whoever gathered them) are matched by their name. The file name a student chose only tells the lab.
     """
-    found = _match(parts, labs, lab_hint, roster)
+    found = _match(parts, labs, lab_hint, roster, export_lms([parts], labs, lab_hint, roster))
+    if found.ambiguous:
+        return None, None, found.reason
     return found.student, found.lab, found.reason
 
 
@@ -635,10 +705,16 @@ def _timestamp_text(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).isoformat()
 
 
+def _student_folder(entries: list[Incoming], labs: Sequence[str]) -> bool:
+    """Whether the shared top folder holds ``<lab>/<lab>.ipynb``: it is the student's (nbgrader's layout)."""
+    return any(len(e.path) == 3 and e.path[1] in labs and e.path[2] == f"{e.path[1]}.ipynb" for e in entries)
+
+
 @contextlib.contextmanager
 def _entries(source: Path, lab: str | None, labs: Sequence[str]) -> Iterator[list[Incoming]]:
     """Every file of a folder or zip (kept open while in use), hidden and OS files skipped, a top folder shared
-    by all dropped unless it is an LMS submission folder (an export of one Moodle student)."""
+    by all dropped unless it is an LMS submission folder (an export of one Moodle student) or a student's
+    folder of nbgrader's layout (``alice/<lab>/<lab>.ipynb``)."""
     if not source.exists():
         raise CourseError(f"{source} does not exist")
     with contextlib.ExitStack() as stack:
@@ -652,43 +728,70 @@ def _entries(source: Path, lab: str | None, labs: Sequence[str]) -> Iterator[lis
         # An LMS zip usually wraps everything in one folder: drop a top folder shared by all entries.
         while entries and all(len(e.path) > 1 for e in entries) and len({e.path[0] for e in entries}) == 1:
             top = entries[0].path[0]
-            if (top in labs and lab is None) or MOODLE_FOLDER.fullmatch(top):
+            if (
+                (top in labs and lab is None)
+                or MOODLE_FOLDER.fullmatch(top)
+                or _student_folder(entries, labs)
+            ):
                 break
             for e in entries:
                 e.path = e.path[1:]
         yield entries
 
 
+def _owner(origin: LmsOrigin | None) -> str:
+    return f"{origin.lms} {origin.noun} {origin.number}" if origin else "a file matched by its name"
+
+
 def _group(
     entries: list[Incoming], labs, lab, roster, report: CollectReport
 ) -> dict[tuple[str, str], list[Incoming]]:
     """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched, ambiguous)."""
-    matches = [(entry, _match(entry.path, labs, lab, roster)) for entry in entries]
-    moodle = any(m.origin is not None and m.origin.lms == "Moodle" for _, m in matches)  # a Moodle export
+    lms = export_lms([e.path for e in entries], labs, lab, roster)  # once: no file decides for the others
     wanted: dict[tuple[str, str], list[Incoming]] = {}
-    owners: dict[tuple[str, str], set] = {}
-    for entry, found in matches:
+    owners: dict[tuple[str, str], set[str]] = {}
+    doubtful: dict[tuple[str, str], tuple[list[Incoming], set[str]]] = {}
+    by_name: set[str] = set()  # ids a Moodle worksheet made of a name and a per-assignment number
+    for entry in entries:
+        found = _match(entry.path, labs, lab, roster, lms)
         if found.reason == "not a notebook":
             report.ignored.append(entry.name)
+        elif found.ambiguous:
+            files, why = doubtful.setdefault((found.student, found.lab), ([], set()))
+            files.append(entry)
+            why.add(found.reason)
         elif found.student is None or found.lab is None:
             report.unmatched.append((entry.name, found.reason))
-        elif moodle and (found.origin is None or found.origin.lms != "Moodle"):
-            report.unmatched.append((entry.name, "outside every Moodle submission folder"))
         elif entry.size > MAX_COLLECT_BYTES:
             report.unmatched.append((entry.name, f"larger than {MAX_COLLECT_BYTES >> 20} MB"))
         else:
             key = (found.student, found.lab)
             wanted.setdefault(key, []).append(entry)
-            origin = found.origin
-            owners.setdefault(key, set()).add((origin.lms, origin.number) if origin else ("by name",))
-    for key in sorted(k for k, who in owners.items() if len(who) > 1):  # two LMS users, one id: never merged
-        report.ambiguous.append((*key, sorted(e.name for e in wanted.pop(key))))
-    if moodle and roster is None:
+            owners.setdefault(key, set()).add(_owner(found.origin))
+            if roster is not None and roster.lms == "Moodle" and found.origin.number in roster.by_name:
+                by_name.add(found.student)
+    for key in [k for k, who in owners.items() if len(who) > 1]:  # two owners, one id: never merged
+        files, why = doubtful.setdefault(key, ([], set()))
+        files += wanted.pop(key)
+        why.add(f"{_and(sorted(owners[key]))} have one id")
+    for (student, matched_lab), (files, why) in sorted(doubtful.items()):
+        report.ambiguous.append((student, matched_lab, sorted(e.name for e in files), "; ".join(sorted(why))))
+    _moodle_notes(report, lms, roster, by_name)
+    return wanted
+
+
+def _moodle_notes(report: CollectReport, lms: str | None, roster: Roster | None, by_name: set[str]) -> None:
+    if lms == "Moodle" and roster is None:
         report.notes.append(
             "Moodle's participant numbers are per assignment: without --roster (the grading worksheet of the "
             "same assignment) a student's id is not the same from one lab to the next"
         )
-    return wanted
+    if by_name:
+        report.notes.append(
+            f"the worksheet has no ID number or email address for {', '.join(sorted(by_name))}: their ids are "
+            "name and participant number, and Moodle's participant numbers are per assignment (another lab "
+            "gives them another id; fill in the worksheet's ID number column)"
+        )
 
 
 def _store(
@@ -1105,10 +1208,22 @@ def _grade_locked(course: Course, lab: str, options: _GradeOptions, workdir: Pat
         else:
             shutil.rmtree(batch_dir, ignore_errors=True)
     results.sort(key=lambda r: r["student"])
-    notes = [r.get("memory_note") for r in [ref_result or {}, *results] if r.get("memory_note")]
     return GradeReport(
-        lab, results, time.monotonic() - start, ref_result, skipped, leftover, notes[0] if notes else ""
+        lab,
+        results,
+        time.monotonic() - start,
+        ref_result,
+        skipped,
+        leftover,
+        summary_memory_note(ref_result, results),
     )
+
+
+def summary_memory_note(ref_result: dict[str, Any] | None, results: list[dict[str, Any]]) -> str:
+    """The summary's line on how memory and processes were capped: a student job's (made in the whole pool, so
+    it counts its workers), the reference run's (one worker) only when no student job said."""
+    notes = [r.get("memory_note") for r in [*results, ref_result or {}] if r.get("memory_note")]
+    return notes[0] if notes else ""
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:

@@ -341,9 +341,10 @@ def test_moodle_worksheet_maps_participants_to_the_instructors_ids(tmp_path):
     report = course_mod.collect(course, archive, timestamps="none", roster=roster)
     assert sorted(s for s, _, _ in report.imported) == ["6401001", "6401004", "jsmith2", "sean.obrien"]
     assert _submitted(course, "6401001", LAB1) == _notebook("john 101")
-    reasons = dict(report.unmatched)
-    assert sorted(reasons) == sorted(n for n in export if "_105_" in n or "_106_" in n or "_999_" in n)
-    assert all("ambiguous" in r for n, r in reasons.items() if "_999_" not in n)
+    assert [u[0] for u in report.unmatched] == [n for n in export if "_999_" in n]
+    assert [a[:3] for a in report.ambiguous] == [
+        ("6401005", LAB1, sorted(n for n in export if "_105_" in n or "_106_" in n))
+    ]
     assert not course.submission_dir("6401005", LAB1).exists()
     assert not any("per assignment" in line for line in report.lines())
     # A Canvas roster for a Moodle export: every file reported, none credited.
@@ -391,10 +392,11 @@ def test_canvas_ids_keep_two_john_smiths_and_any_name(tmp_path):
     )
     roster = course_mod.read_roster(tmp_path / "roster.csv")
     report = course_mod.collect(_bare_course(tmp_path / "course2"), archive, timestamps="none", roster=roster)
-    assert sorted(s for s, _, _ in report.imported) == ["Smith_John_501", "Smith_John_502", "sobrien"]
-    assert sorted(n for n, r in report.unmatched if "ambiguous" in r) == sorted(
-        n for n in files if "_504_" in n or n.startswith("stoneeve")
-    )
+    # (A row without a login: the name as Canvas writes it and the user id, the id without a roster.)
+    assert sorted(s for s, _, _ in report.imported) == ["smithjohn_501", "smithjohn_502", "sobrien"]
+    assert [a[:3] for a in report.ambiguous] == [
+        ("somchai", LAB1, sorted(n for n in files if "_504_" in n or n.startswith("stoneeve")))
+    ]
 
 
 def test_files_of_two_lms_users_with_one_id_are_ambiguous_never_merged(tmp_path):
@@ -409,6 +411,167 @@ def test_files_of_two_lms_users_with_one_id_are_ambiguous_never_merged(tmp_path)
     assert not report.imported and [a[:2] for a in report.ambiguous] == [("jsmith", LAB)]
     assert "AMBIGUOUS jsmith" in "\n".join(report.lines())
     assert not course.submission_dir("jsmith", LAB).exists()
+
+
+def test_a_canvas_export_stays_canvas_whatever_a_student_names_a_file(tmp_path):
+    # Eve names her file as a whole Moodle flat name; the export is still Canvas's, every file is credited by
+    # its Canvas user id (with a roster and without), and no file is reported outside any Moodle folder.
+    imitation = f"smithjohn_555_777_Bob Lee_42_assignsubmission_file_{LAB}.ipynb"
+    files = {
+        f"leebob_501_9001_{LAB}.ipynb": _notebook("bob"),
+        f"stoneeve_502_9002_{imitation}": _notebook("eve"),
+        "stoneeve_502_9003_Bob Lee_42_assignsubmission_file_01_x.ipynb": _notebook("no lab"),
+    }
+    archive = _zip(tmp_path / "canvas.zip", files)
+    plain = course_mod.collect(_bare_course(tmp_path / "c1"), archive, timestamps="none")
+    assert sorted(s for s, _, _ in plain.imported) == ["leebob_501", "stoneeve_502"], plain.lines()
+    assert dict(plain.unmatched) == {
+        "stoneeve_502_9003_Bob Lee_42_assignsubmission_file_01_x.ipynb": "no lab name in the file name (pass "
+        "--lab LAB)"
+    }
+    assert not any("Moodle" in line for line in plain.lines())
+    roster = course_mod.read_roster(_canvas_roster(tmp_path / "roster.csv"))
+    course = _bare_course(tmp_path / "c2")
+    with_roster = course_mod.collect(course, archive, timestamps="none", roster=roster)
+    assert sorted(s for s, _, _ in with_roster.imported) == ["blee", "estone"], with_roster.lines()
+    assert _submitted(course, "estone") == _notebook("eve")
+    assert [r for _, r in with_roster.unmatched] == ["no lab name in the file name (pass --lab LAB)"]
+    # One such file alone, with the roster: the roster says Canvas, so it is Canvas user 502's.
+    alone = {f"stoneeve_502_9002_{imitation}": _notebook("eve")}
+    one = course_mod.collect(
+        _bare_course(tmp_path / "c3"), _zip(tmp_path / "one.zip", alone), timestamps="none", roster=roster
+    )
+    assert [s for s, _, _ in one.imported] == ["estone"], one.lines()
+
+
+def test_a_moodle_export_stays_moodle_whatever_a_student_names_a_file(tmp_path):
+    # Flat Moodle names whose student part is a whole Canvas name: Moodle's participant, never Canvas's user.
+    flat = {
+        f"Eve Stone_105_assignsubmission_file_leebob_501_9001_{LAB}.ipynb": _notebook("eve"),
+        f"Bob Lee_106_assignsubmission_file_{LAB}.ipynb": _notebook("bob"),
+        "notes.txt": b"instructor's notes",
+    }
+    report = course_mod.collect(
+        _bare_course(tmp_path / "c1"), _zip(tmp_path / "flat.zip", flat), timestamps="none"
+    )
+    assert sorted(s for s, _, _ in report.imported) == ["Bob_Lee_106", "Eve_Stone_105"], report.lines()
+    folders = {MOODLE.format(name="Eve Stone", id=105, file=f"leebob_501_9001_{LAB}.ipynb"): _notebook("eve")}
+    report = course_mod.collect(
+        _bare_course(tmp_path / "c2"), _zip(tmp_path / "f.zip", folders), timestamps="none"
+    )
+    assert [s for s, _, _ in report.imported] == ["Eve_Stone_105"], report.lines()
+
+
+def test_recollecting_an_nbgrader_tree_keeps_its_ids(tmp_path):
+    # A previous submitted/ (or a TA's folder): today's ids, numbers and all, are kept as written.
+    tree = tmp_path / "old" / "submitted"
+    for student, text in (("John_Smith_101", "john 101"), ("John_Smith_102", "john 102"), ("bob_7", "bob")):
+        (tree / student / LAB1).mkdir(parents=True)
+        (tree / student / LAB1 / f"{LAB1}.ipynb").write_bytes(_notebook(text))
+    course = _bare_course(tmp_path / "course")
+    report = course_mod.collect(course, tree, timestamps="none")
+    assert sorted(s for s, _, _ in report.imported) == ["John_Smith_101", "John_Smith_102", "bob_7"], (
+        report.lines()
+    )
+    assert _submitted(course, "John_Smith_102", LAB1) == _notebook("john 102")
+    assert not report.conflicts and not report.unmatched
+
+
+def test_a_one_student_nbgrader_folder_is_that_student_never_the_lab(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "alice" / LAB1).mkdir(parents=True)
+    (inbox / "alice" / LAB1 / f"{LAB1}.ipynb").write_bytes(_notebook("alice"))
+    (inbox / "alice" / LAB1 / "timestamp.txt").write_text("2025-03-01T12:00:00+00:00")
+    report = course_mod.collect(_bare_course(tmp_path / "c1"), inbox, timestamps="none")
+    assert [(s, lab) for s, lab, _ in report.imported] == [("alice", LAB1)], report.lines()
+    # A lab's folder alone names no student: reported, not credited to a student called after the lab.
+    lone = tmp_path / "lone"
+    (lone / LAB1).mkdir(parents=True)
+    (lone / LAB1 / f"{LAB1}.ipynb").write_bytes(_notebook("?"))
+    report = course_mod.collect(_bare_course(tmp_path / "c2"), lone, timestamps="none")
+    assert not report.imported and "is a lab's name" in report.unmatched[0][1], report.lines()
+
+
+def test_a_canvas_file_without_a_lab_says_so_with_a_roster(tmp_path):
+    inbox = tmp_path / "canvas"
+    inbox.mkdir()
+    (inbox / "leebob_501_9001_homework.ipynb").write_bytes(_notebook("bob"))
+    (inbox / f"stoneeve_502_9002_{LAB}.ipynb").write_bytes(_notebook("eve"))
+    roster = course_mod.read_roster(_canvas_roster(tmp_path / "roster.csv"))
+    report = course_mod.collect(_bare_course(tmp_path / "c"), inbox, timestamps="none", roster=roster)
+    assert dict(report.unmatched) == {
+        "leebob_501_9001_homework.ipynb": "no lab name in the file name (pass --lab LAB)"
+    }
+
+
+def test_a_roster_row_without_ids_gives_the_id_collect_gives_without_a_roster(tmp_path):
+    (tmp_path / "roster.csv").write_text(
+        'Student,ID,SIS User ID,SIS Login ID\n"Smith, John",501,,\n"O\'Brien, Seán",503,,\n', encoding="utf-8"
+    )
+    roster = course_mod.read_roster(tmp_path / "roster.csv")
+    files = {
+        f"smithjohn_501_9001_{LAB}.ipynb": _notebook("j"),
+        f"obrienseán_503_9003_{LAB}.ipynb": _notebook("s"),
+    }
+    archive = _zip(tmp_path / "canvas.zip", files)
+    plain = course_mod.collect(_bare_course(tmp_path / "c1"), archive, timestamps="none")
+    assert (
+        sorted(roster.ids.values())
+        == sorted(s for s, _, _ in plain.imported)
+        == ["obrienseán_503", "smithjohn_501"]
+    )
+
+
+def test_ambiguous_files_are_counted_and_said_as_they_are(tmp_path):
+    # A roster id shared by two participants: its files are AMBIGUOUS (counted), not UNMATCHED.
+    roster = course_mod.read_roster(_moodle_worksheet(tmp_path / "worksheet.csv"))
+    export = {
+        MOODLE.format(name="Eve Stone", id=105, file=f"{LAB1}.ipynb"): _notebook("eve"),
+        MOODLE.format(name="Ann Hill", id=106, file=f"{LAB1}.ipynb"): _notebook("ann"),
+    }
+    report = course_mod.collect(
+        _bare_course(tmp_path / "c1"), _zip(tmp_path / "m.zip", export), timestamps="none", roster=roster
+    )
+    assert not report.unmatched and [a[:3] for a in report.ambiguous] == [("6401005", LAB1, sorted(export))]
+    text = "\n".join(report.lines())
+    assert "1 ambiguous" in text and "participants 105 and 106" in text, text
+    # One Canvas user and one file matched by its (folder) name, one id: not "different LMS users".
+    inbox = tmp_path / "canvas"
+    inbox.mkdir()
+    (inbox / f"smithjohn_501_9001_{LAB}.ipynb").write_bytes(_notebook("john"))
+    (inbox / "smithjohn_501" / LAB).mkdir(parents=True)  # nbgrader's layout, its folder named by hand
+    (inbox / "smithjohn_501" / LAB / f"{LAB}.ipynb").write_bytes(_notebook("who?"))
+    report = course_mod.collect(_bare_course(tmp_path / "c2"), inbox, timestamps="none")
+    line = next(x for x in report.lines() if x.startswith("  AMBIGUOUS"))
+    assert "different LMS users" not in line and "Canvas user 501" in line and "by its name" in line, line
+
+
+def test_a_worksheet_row_without_ids_says_its_id_is_per_assignment(tmp_path):
+    (tmp_path / "ws.csv").write_text(
+        "Identifier,Full name,ID number,Email address\nParticipant 101,John Smith,,\nParticipant 102,Eve Stone,7,\n"
+    )
+    roster = course_mod.read_roster(tmp_path / "ws.csv")
+    export = {
+        MOODLE.format(name="John Smith", id=101, file=f"{LAB1}.ipynb"): _notebook("john"),
+        MOODLE.format(name="Eve Stone", id=102, file=f"{LAB1}.ipynb"): _notebook("eve"),
+    }
+    report = course_mod.collect(
+        _bare_course(tmp_path / "c"), _zip(tmp_path / "m.zip", export), timestamps="none", roster=roster
+    )
+    assert sorted(s for s, _, _ in report.imported) == ["7", "John_Smith_101"]
+    notes = [n for n in report.notes if "John_Smith_101" in n]
+    assert notes and "per assignment" in notes[0], report.notes
+
+
+def test_the_summary_counts_the_workers_of_the_students_jobs():
+    # The reference solution runs alone (one worker); the students' jobs run in the whole pool.
+    ref = {
+        "memory_note": "memory: ...; processes: RLIMIT_NPROC only, 90 for your whole uid (what it ran + 1 worker(s) x 72)"
+    }
+    students = [{"student": "ann", "memory_note": "memory: ...; processes: ... + 4 worker(s) x 72)"}]
+    assert "4 worker(s)" in course_mod.summary_memory_note(ref, students)
+    assert "1 worker(s)" in course_mod.summary_memory_note(ref, [])
+    assert course_mod.summary_memory_note(None, []) == ""
 
 
 @pytest.mark.parametrize(
