@@ -468,11 +468,18 @@ def test_recollecting_an_nbgrader_tree_keeps_its_ids(tmp_path):
     for student, text in (("John_Smith_101", "john 101"), ("John_Smith_102", "john 102"), ("bob_7", "bob")):
         (tree / student / LAB1).mkdir(parents=True)
         (tree / student / LAB1 / f"{LAB1}.ipynb").write_bytes(_notebook(text))
+    (
+        tree / "Ann_Hill_104"
+    ).mkdir()  # a folder per student, the file named after the lab: the folder's name too
+    (tree / "Ann_Hill_104" / f"{LAB1}.ipynb").write_bytes(_notebook("ann"))
     course = _bare_course(tmp_path / "course")
     report = course_mod.collect(course, tree, timestamps="none")
-    assert sorted(s for s, _, _ in report.imported) == ["John_Smith_101", "John_Smith_102", "bob_7"], (
-        report.lines()
-    )
+    assert sorted(s for s, _, _ in report.imported) == [
+        "Ann_Hill_104",
+        "John_Smith_101",
+        "John_Smith_102",
+        "bob_7",
+    ], report.lines()
     assert _submitted(course, "John_Smith_102", LAB1) == _notebook("john 102")
     assert not report.conflicts and not report.unmatched
 
