@@ -59,6 +59,7 @@ SOURCE_DIR = "source"  # name of the source folder inside a job's course copy
 UID_BASE = 2_100_000_000  # host uids of the sandbox slots (no account needed): UID_BASE + slot index
 MAX_SLOTS = 64
 PIDS_HEADROOM = 8  # bubblewrap's own processes, counted by the pids cgroup besides the kernel's
+WORKER_TASKS = 32  # a grading worker's own threads for RLIMIT_NPROC (at most 8 seen in the hostile batch)
 
 # What a kernel may inherit from the grader's environment; everything else (tokens, keys, paths to the
 # course) is dropped.
@@ -450,14 +451,16 @@ def _kernel_cgroup(job: dict[str, Any], limits: Limits, job_dir: Path) -> cgroup
 
 
 def nproc_limit(
-    limits: Limits, identity: Identity | None, group: cgroup.Cgroup | None, workers: int
+    limits: Limits, identity: Identity | None, group: cgroup.Cgroup | None, workers: int, uid_tasks: int = 0
 ) -> tuple[int | None, str]:
     """The kernel's ``RLIMIT_NPROC`` (``None``: not set) and the summary's line on what caps its processes.
 
     ``RLIMIT_NPROC`` counts every task of the uid, not of the process. As root each slot has a uid of its own,
     so it caps one submission. As a normal user every worker's kernels and the grader share one uid: where a
-    ``pids`` cgroup caps each submission, it is not set; where none does, it caps the uid's total at what the
-    uid already runs plus ``workers`` × the per-submission cap, and one submission can take its siblings' share.
+    ``pids`` cgroup caps each submission, it is not set; where none does, it caps the uid's total at
+    ``uid_tasks`` (what the uid ran before the batch's workers started, measured once by the grader: never
+    again at a launch, where it would count the sibling kernels too) plus ``workers`` × (the per-submission cap
+    and the worker's own tasks), and one submission can take its siblings' share.
     """
     if not limits.max_procs:
         return None, "processes: no cap (--max-procs 0)"
@@ -471,9 +474,10 @@ def nproc_limit(
             None,
             f"processes: pids cgroup, {per} per submission (no RLIMIT_NPROC: all workers share your uid)",
         )
-    total = user_tasks(os.getuid()) + workers * per
+    total = uid_tasks + workers * (per + WORKER_TASKS)
     return total, (
-        f"processes: RLIMIT_NPROC only, {total} for your whole uid (what it ran + {workers} worker(s) x {per}); "
+        f"processes: RLIMIT_NPROC only, {total} for your whole uid (what it ran before the batch + {workers} "
+        f"worker(s) x ({per} + {WORKER_TASKS} of the worker's own)); "
         "no per-submission cap: one submission can starve the others (README: 'What grading needs')"
     )
 
@@ -492,7 +496,7 @@ def _sandbox_launch(manager: Any, kernel_cmd: list[str], kw: dict[str, Any]) -> 
         for folder in (scratch, sockets):
             _chown_tree(folder, identity.uid, identity.gid)
     group = _kernel_cgroup(job, limits, job_dir)
-    nproc, procs_note = nproc_limit(limits, identity, group, int(job.get("workers") or 1))
+    nproc, procs_note = nproc_limit(limits, identity, group, int(job.get("workers") or 1), job["uid_tasks"])
     job["memory_note"] += f"; {procs_note}"
     mounts = bwrap.Mounts(
         scratch, sockets, bwrap.write_etc(job_dir / "etc"),
@@ -1061,6 +1065,7 @@ def _job_message(job: Job, setup: BatchSetup, identity: Identity | None, pool: W
         "cgroup": pool.cgroup_parent.as_dict() if pool.cgroup_parent else None,
         "cgroup_reason": pool.cgroup_reason,
         "workers": len(pool.identities),
+        "uid_tasks": pool.uid_tasks,
     }
 
 
@@ -1154,12 +1159,20 @@ class WorkerPool:
         self.identities = identities
         self.cgroup_parent: cgroup.Parent | None = None
         self.cgroup_reason = "--memory-mb 0"
+        self.uid_tasks = 0  # the grader's uid's tasks before any worker starts (see nproc_limit)
 
     def prepare_cgroup(self) -> None:
         """Once, before any worker starts: where every kernel's cgroup goes (on v2 the grader may move itself
         into a leaf group, see :func:`seglabs_grading.cgroup.prepare`); the workers get it with each job."""
         if self.setup.limits.memory_mb:
             self.cgroup_parent, self.cgroup_reason = cgroup.prepare()
+
+    def prepare_batch(self) -> None:
+        """Once, before any worker starts: the cgroup parent and, for ``RLIMIT_NPROC`` of kernels that run as
+        the grader's uid, what that uid runs now (no worker, no kernel of this batch yet)."""
+        self.prepare_cgroup()
+        if self.setup.limits.max_procs and None in self.identities:
+            self.uid_tasks = user_tasks(os.getuid())
 
     def _grade(
         self, slot: int, worker: _Worker | None, job: Job, stop: threading.Event
@@ -1212,7 +1225,7 @@ class WorkerPool:
 
         todo: queue.Queue[Job | None] = queue.Queue()
         done: queue.Queue[tuple[Job, dict[str, Any]] | BaseException] = queue.Queue()
-        self.prepare_cgroup()
+        self.prepare_batch()
         count = 0
         for job in jobs:
             todo.put(job)

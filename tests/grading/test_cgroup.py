@@ -388,13 +388,29 @@ def test_nproc_is_not_relied_on_where_a_pids_cgroup_caps_each_submission():
     assert nproc is None and f"pids cgroup, {PER} per submission" in note
 
 
-def test_nproc_of_a_normal_user_counts_every_worker_and_what_the_uid_runs(monkeypatch):
-    monkeypatch.setattr(sandbox, "user_tasks", lambda uid: 100)
+def test_nproc_of_a_normal_user_counts_every_worker_and_what_the_uid_ran_before_the_batch(monkeypatch):
     memory_only = cgroup.Cgroup(2, [Path("/nonexistent")], ("memory",))
     for group in (None, memory_only):
-        nproc, note = sandbox.nproc_limit(LIMITS, None, group, workers=3)
-        assert nproc == 100 + 3 * PER
+        nproc, note = sandbox.nproc_limit(LIMITS, None, group, workers=3, uid_tasks=100)
+        assert nproc == 100 + 3 * (PER + sandbox.WORKER_TASKS)
         assert "RLIMIT_NPROC only" in note and "no per-submission cap" in note
+
+
+def test_nproc_baseline_is_measured_once_before_the_workers_not_at_each_launch(monkeypatch, tmp_path):
+    running = [100]  # what the uid runs: grows as workers and sibling kernels start
+    monkeypatch.setattr(sandbox, "user_tasks", lambda uid: running[0])
+    setup = sandbox.BatchSetup(tmp_path, tmp_path, tmp_path, None, sandbox.Limits(max_procs=64, memory_mb=0))
+    pool = sandbox.WorkerPool(setup, tmp_path, [None, None])
+    pool.prepare_batch()
+    job = sandbox.Job("00_getting_started", "bob", tmp_path, job_dir=tmp_path)
+    running[0] += 2 * (sandbox.WORKER_TASKS + PER)  # both workers and a sibling kernel now run
+    message = sandbox._job_message(job, setup, None, pool)
+    assert message["uid_tasks"] == 100 and json.loads(json.dumps(message)) == message  # plain data
+    nproc, _ = sandbox.nproc_limit(setup.limits, None, None, message["workers"], message["uid_tasks"])
+    assert nproc == 100 + 2 * (PER + sandbox.WORKER_TASKS)  # not grown by what the batch started itself
+    as_root = sandbox.WorkerPool(setup, tmp_path, [sandbox.Identity("slot 0", 2_100_000_000, 2_100_000_000)])
+    as_root.prepare_batch()
+    assert as_root.uid_tasks == 0  # each slot's uid is its own: nothing to measure
 
 
 def test_nproc_as_root_is_the_slot_uid_own():
