@@ -768,7 +768,12 @@ def _group(
             key = (found.student, found.lab)
             wanted.setdefault(key, []).append(entry)
             owners.setdefault(key, set()).add(_owner(found.origin))
-            if roster is not None and roster.lms == "Moodle" and found.origin.number in roster.by_name:
+            if (
+                roster is not None
+                and roster.lms == "Moodle"
+                and found.origin
+                and found.origin.number in roster.by_name
+            ):
                 by_name.add(found.student)
     for key in [k for k, who in owners.items() if len(who) > 1]:  # two owners, one id: never merged
         files, why = doubtful.setdefault(key, ([], set()))
