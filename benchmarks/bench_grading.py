@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     p.add_argument("--workers", default="1,2", help="worker counts to compare (default: %(default)s)")
     p.add_argument("--budget", choices=("ci", "full"), default="ci", help="SEGLAB_BUDGET of the notebooks")
-    p.add_argument("--cell-timeout", type=int, default=120)
+    p.add_argument("--cell-timeout", type=int, default=sandbox.Limits().cell_timeout)
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     args = p.parse_args(argv)
     os.environ["SEGLAB_BUDGET"] = args.budget

@@ -129,7 +129,7 @@ def load_course(root: Path | None = None) -> Course:
         raise CourseError(f"`course` needs an SQLite gradebook; nbgrader_config.py sets db_url={cd.db_url!r}")
     db_path = Path(cd.db_url[len("sqlite:///") :])
     db_path = db_path if db_path.is_absolute() else course_root / db_path
-    timeout = 120
+    timeout = sandbox.Limits().cell_timeout
     for section in ("Execute", "ExecutePreprocessor"):
         value = config.get(section, {}).get("timeout")
         if isinstance(value, int):

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config import META_FILE
+from helpers.config import META_FILE, SETTINGS
 from seglabs_grading import bwrap, cgroup
 from seglabs_grading import status as st
 
@@ -81,7 +81,8 @@ class Limits:
     :func:`seglabs_grading.cgroup.describe`).
     """
 
-    cell_timeout: int = 120  # seconds per cell (nbgrader interrupts the cell, the rest still runs)
+    # seconds per cell (nbgrader interrupts the cell, the rest still runs); the default is the settings table's
+    cell_timeout: int = int(SETTINGS["SEGLAB_CELL_TIMEOUT"].default)
     notebook_timeout: int = 900  # seconds for the whole submission, enforced by killing it
     memory_mb: int = 4096  # cgroup total and RLIMIT_DATA per process; 0 = no limit
     max_procs: int = 64  # processes and threads: pids cgroup and/or RLIMIT_NPROC (see nproc_limit)
