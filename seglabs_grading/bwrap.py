@@ -61,12 +61,14 @@ def find_bwrap() -> str:
 
 @functools.lru_cache(maxsize=8)
 def supports_disable_userns(path: str) -> bool:
-    """Whether the bubblewrap at ``path`` has ``--disable-userns`` (it says so in ``--help``; 0.8 and later)."""
+    """Whether the bubblewrap at ``path`` can run a command with ``--disable-userns`` (0.8 and later): tried,
+    since a bubblewrap may list the option and still refuse it (e.g. setuid, without user namespaces)."""
+    probe = [path, "--unshare-user", "--disable-userns", "--ro-bind", "/", "/", "true"]
     try:
-        run = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30)
+        run = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return False
-    return "--disable-userns" in run.stdout + run.stderr
+    return run.returncode == 0
 
 
 def _no_userns(path: str) -> list[str]:

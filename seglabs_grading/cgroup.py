@@ -153,12 +153,15 @@ class Cgroup:
 
 
 def _subtree(folder: Path, name: str = "") -> list[Path]:
-    """``folder`` and every group below it, parents first (``/name`` appended to each when given)."""
-    out = [folder / name if name else folder]
-    with contextlib.suppress(OSError):
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
-            out += _subtree(sub, name)
-    return out
+    """``folder`` and every group below it, parents first (``/name`` appended to each when given). Iterative:
+    a kernel must not be able to stop the cleanup by nesting groups deeply (``cgroup.max.depth`` also caps it)."""
+    groups, todo = [], [folder]
+    while todo:
+        group = todo.pop()
+        groups.append(group)
+        with contextlib.suppress(OSError):
+            todo += sorted((p for p in group.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True)
+    return [g / name if name else g for g in groups]
 
 
 def _rmdir(folder: Path) -> None:
@@ -384,6 +387,8 @@ def _create_v2(parent: Parent, name: str, memory_bytes: int, pids: int) -> Cgrou
                 _write(folder / "memory.swap.max", "0")
         if "pids" in controllers:
             _write(folder / "pids.max", str(pids))
+        with contextlib.suppress(OSError):  # KERNEL and nothing below it, whatever the kernel may mount
+            _write(folder / "cgroup.max.depth", "1")
         (folder / KERNEL).mkdir()
     except BaseException:
         group.remove()

@@ -187,6 +187,7 @@ def test_v2_limits_are_written_in_a_group_beside_the_grader(tmp_path):
     assert (group.folders[0] / "memory.max").read_text() == str(64 * MB)
     assert (group.folders[0] / "memory.swap.max").read_text() == "0"
     assert (group.folders[0] / "pids.max").read_text() == "20"
+    assert (group.folders[0] / "cgroup.max.depth").read_text() == "1"  # the kernel's child, nothing below it
     assert cgroup.describe(group, "", 64).startswith("memory cap: cgroup v2 (memory, pids), 64 MB")
     # The kernel joins the child group, which holds no limit: the files it might reach are not the limits.
     kernel = group.folders[0] / cgroup.KERNEL
@@ -215,6 +216,22 @@ def test_v2_kill_count_and_remove_act_on_the_kernel_group_and_its_child(tmp_path
     monkeypatch.setattr(group, "kill_all", lambda: 0)
     group.remove()
     assert removed == [cgroup.KERNEL, upper.name]  # the child first, then the group with the limits
+
+
+def test_groups_nested_deeply_below_the_kernel_do_not_stop_the_cleanup(tmp_path, monkeypatch):
+    upper = tmp_path / "seglabs-1-0"
+    deep = upper / cgroup.KERNEL
+    deep.mkdir(parents=True)
+    for _ in range(1100):  # deeper than Python's recursion limit
+        deep = deep / "g"
+        deep.mkdir()
+    (deep / "cgroup.procs").write_text("4242\n")
+    group = cgroup.Cgroup(2, [upper], ("memory",), leaf=cgroup.KERNEL)
+    assert group.pids() == [4242]
+    (deep / "cgroup.procs").unlink()
+    monkeypatch.setattr(group, "kill_all", lambda: 0)
+    group.remove()
+    assert not upper.exists()
 
 
 def test_v2_without_pids_delegated_caps_memory_only(tmp_path):
@@ -323,6 +340,14 @@ def test_this_machines_bwrap_disables_user_namespaces_in_the_innermost_layer(tmp
     )
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert run.stdout.strip() == "refused", run.stderr
+
+
+def test_a_bwrap_that_lists_disable_userns_but_refuses_it_is_not_given_it(tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text('#!/bin/sh\necho "usage: bwrap [--disable-userns] ..."\nexit 1\n')
+    fake.chmod(0o755)
+    assert not bwrap.supports_disable_userns(str(fake))
+    assert bwrap._no_userns(str(fake)) == ["--unshare-user"]
 
 
 def test_v2_the_grader_alone_moves_into_its_leaf_once(tmp_path, monkeypatch):
