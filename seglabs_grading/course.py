@@ -564,21 +564,20 @@ class LmsOrigin:
         return "participant" if self.lms == "Moodle" else "user"
 
 
-def _canvas_evidence(name: str, labs: Sequence[str], lab_hint: str | None) -> bool:
-    """Whether a file name shows a Canvas export: Canvas's shape and not Moodle's flat one, with the lab in the
-    student's part or nowhere (``bob_12345_01_<lab>.ipynb``, named by hand, is no evidence)."""
+def _canvas_evidence(name: str, labs: Sequence[str]) -> bool:
+    """Whether a file name shows a Canvas export: Canvas's shape and not Moodle's flat one, with a lab's name
+    after Canvas's numbers or nowhere in the name. ``bob_12345_00_getting_started.ipynb``, named by hand, is no
+    evidence: the lab's name spans what would be Canvas's numbers. ``--lab`` does not make a name evidence."""
     canvas = CANVAS_FILE.fullmatch(name)
     if canvas is None or MOODLE_FILE.fullmatch(name):
         return False
     stem = name.removesuffix(".ipynb")
-    return _lab_of(canvas.group("file").removesuffix(".ipynb"), labs, lab_hint)[0] is not None or (
+    return _lab_of(canvas.group("file").removesuffix(".ipynb"), labs, None)[0] is not None or (
         _lab_of(stem, labs, None)[0] is None
     )
 
 
-def export_lms(
-    paths: Sequence[tuple[str, ...]], labs: Sequence[str], lab_hint: str | None, roster: Roster | None
-) -> str | None:
+def export_lms(paths: Sequence[tuple[str, ...]], labs: Sequence[str], roster: Roster | None) -> str | None:
     """Which LMS made an export, decided once for all its files, so that no file's name decides it for the
     others: the roster's; else Moodle where a folder is a Moodle submission folder or every notebook has
     Moodle's flat name; else Canvas where a notebook shows Canvas (:func:`_canvas_evidence`); else Moodle where
@@ -591,7 +590,7 @@ def export_lms(
     flat = [name for name in notebooks if MOODLE_FILE.fullmatch(name)]
     if flat and len(flat) == len(notebooks):
         return "Moodle"
-    if any(_canvas_evidence(name, labs, lab_hint) for name in notebooks):
+    if any(_canvas_evidence(name, labs) for name in notebooks):
         return "Canvas"
     return "Moodle" if flat else None
 
@@ -695,7 +694,7 @@ def match_submission(
     (the folder's name as written). Only files outside any LMS structure (``<student>_<lab>.ipynb`` named by
     whoever gathered them) are matched by their name. The file name a student chose only tells the lab.
     """
-    found = _match(parts, labs, lab_hint, roster, export_lms([parts], labs, lab_hint, roster))
+    found = _match(parts, labs, lab_hint, roster, export_lms([parts], labs, roster))
     if found.ambiguous:
         return None, None, found.reason
     return found.student, found.lab, found.reason
@@ -747,7 +746,7 @@ def _group(
     entries: list[Incoming], labs, lab, roster, report: CollectReport
 ) -> dict[tuple[str, str], list[Incoming]]:
     """``{(student, lab): files}``; everything else goes to the report (ignored, unmatched, ambiguous)."""
-    lms = export_lms([e.path for e in entries], labs, lab, roster)  # once: no file decides for the others
+    lms = export_lms([e.path for e in entries], labs, roster)  # once: no file decides for the others
     wanted: dict[tuple[str, str], list[Incoming]] = {}
     owners: dict[tuple[str, str], set[str]] = {}
     doubtful: dict[tuple[str, str], tuple[list[Incoming], set[str]]] = {}
