@@ -227,11 +227,18 @@ def test_groups_nested_deeply_below_the_kernel_do_not_stop_the_cleanup(tmp_path,
         deep.mkdir()
     (deep / "cgroup.procs").write_text("4242\n")
     group = cgroup.Cgroup(2, [upper], ("memory",), leaf=cgroup.KERNEL)
-    assert group.pids() == [4242]
-    (deep / "cgroup.procs").unlink()
-    monkeypatch.setattr(group, "kill_all", lambda: 0)
-    group.remove()
-    assert not upper.exists()
+    try:
+        assert group.pids() == [4242]
+        (deep / "cgroup.procs").unlink()
+        monkeypatch.setattr(group, "kill_all", lambda: 0)
+        group.remove()
+        assert not upper.exists()
+    finally:  # whatever happened: pytest's own recursive cleanup of tmp_path could not remove this tree
+        (deep / "cgroup.procs").unlink(missing_ok=True)
+        while deep != tmp_path:
+            with contextlib.suppress(FileNotFoundError):
+                deep.rmdir()
+            deep = deep.parent
 
 
 def test_v2_without_pids_delegated_caps_memory_only(tmp_path):
