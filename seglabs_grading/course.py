@@ -876,6 +876,7 @@ class GradeReport:
     skipped: list[str] = field(default_factory=list)
     leftover_processes: list[str] = field(default_factory=list)  # sandbox uids still running something
     memory_note: str = ""  # how memory was capped (a cgroup, or only per process: see seglabs_grading.cgroup)
+    time_note: str = ""  # the time limits every submission ran under (see time_note)
 
     def counts(self) -> Counter:
         return Counter(r["status"] for r in self.results)
@@ -1041,6 +1042,34 @@ def _reference_ok(result: dict[str, Any]) -> tuple[bool, str]:
     return True, ""
 
 
+TIME_LIMITS_KEY = ("seglabs", "grading")  # notebook metadata of a lab's source: the time its solution needs
+
+
+def lab_time_limits(course: Course, lab: str) -> tuple[int, int]:
+    """``(seconds per cell, seconds per submission)`` to grade ``lab`` with: the course's cell timeout and the
+    sandbox's notebook timeout, raised to what the lab's own source notebook declares it needs at the full
+    budget on one CPU core (``metadata.seglabs.grading``: ``cell_timeout_s``, ``notebook_timeout_s``), so a
+    lab that trains is not cut short by the defaults. Read from the instructor's source, never a submission."""
+    path = course.source / lab / f"{lab}.ipynb"
+    try:
+        meta = json.loads(path.read_text()).get("metadata", {})
+    except (OSError, ValueError) as err:
+        raise CourseError(f"cannot read {path}: {err}") from err
+    declared = meta.get(TIME_LIMITS_KEY[0], {}).get(TIME_LIMITS_KEY[1], {})
+    wanted = {"cell_timeout_s": course.cell_timeout, "notebook_timeout_s": sandbox.Limits().notebook_timeout}
+    for key in wanted:
+        value = declared.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CourseError(f"{path}: metadata.seglabs.grading.{key} must be whole seconds, not {value!r}")
+        wanted[key] = max(wanted[key], value)
+    return wanted["cell_timeout_s"], wanted["notebook_timeout_s"]
+
+
+def time_note(limits: sandbox.Limits) -> str:
+    """One line for the grading summary: the time limits every submission ran under."""
+    return f"time limits: {limits.cell_timeout} s per cell, {limits.notebook_timeout} s per submission"
+
+
 def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
@@ -1066,13 +1095,15 @@ def grade(
     environment stops here instead of giving a whole class zeros. ``devices``: device nodes bound into every
     sandbox (``--gpu``: the NVIDIA ones, for lab 04).
     """
-    limits = limits or sandbox.Limits(cell_timeout=course.cell_timeout)
     if lab not in course.gradebook_labs():
         raise CourseError(f"{lab} is not in the gradebook {course.db_path}: run `course release {lab}` first")
     try:
         sandbox.check_sandbox()
     except bwrap.SandboxUnavailable as err:
         raise CourseError(f"cannot grade without the sandbox: {err}") from err
+    if limits is None:
+        cell, notebook = lab_time_limits(course, lab)
+        limits = sandbox.Limits(cell_timeout=cell, notebook_timeout=notebook)
     lock = _writer_lock(course)
     try:
         options = _GradeOptions(
@@ -1220,6 +1251,7 @@ def _grade_locked(course: Course, lab: str, options: _GradeOptions, workdir: Pat
         skipped,
         leftover,
         summary_memory_note(ref_result, results),
+        time_note(options.limits),
     )
 
 
@@ -1253,8 +1285,7 @@ def grade_summary(report: GradeReport) -> str:
         + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
         + (f"; {len(report.skipped)} up to date, skipped (--force to re-grade)" if report.skipped else "")
     )
-    if report.memory_note:
-        out.append(report.memory_note)
+    out += [note for note in (report.time_note, report.memory_note) if note]
     if report.leftover_processes:
         out.append(
             "WARNING: processes of sandbox uids outlived grading: " + ", ".join(report.leftover_processes)
@@ -1557,13 +1588,16 @@ def _add_grade(sub) -> None:
         "--workers", type=int, default=default_workers(), help="parallel notebooks (default: %(default)s)"
     )
     g.add_argument(
-        "--cell-timeout", type=int, default=None, help="seconds per cell (default: nbgrader_config.py's)"
+        "--cell-timeout",
+        type=int,
+        default=None,
+        help="seconds per cell (default: nbgrader_config.py's, or what the lab declares it needs if more)",
     )
     g.add_argument(
         "--notebook-timeout",
         type=int,
-        default=limits.notebook_timeout,
-        help="seconds per submission (default: %(default)s)",
+        default=None,
+        help=f"seconds per submission (default: {limits.notebook_timeout}, or what the lab declares if more)",
     )
     g.add_argument(
         "--memory-mb",
@@ -1647,9 +1681,10 @@ def _cli_collect(course: Course, args: argparse.Namespace) -> None:
 
 def _cli_grade(course: Course, args: argparse.Namespace) -> GradeReport:
     workers = max(1, args.workers)
+    cell, notebook = lab_time_limits(course, args.lab)
     limits = sandbox.Limits(
-        cell_timeout=args.cell_timeout or course.cell_timeout,
-        notebook_timeout=args.notebook_timeout,
+        cell_timeout=args.cell_timeout or cell,
+        notebook_timeout=args.notebook_timeout or notebook,
         memory_mb=args.memory_mb,
         max_procs=args.max_procs,
         output_mb=args.output_mb,

@@ -604,12 +604,13 @@ def test_valid_student_ids_follow_nbgrader(name, valid):
 def test_grade_defaults_are_the_sandbox_limits():
     args = course_mod._parser().parse_args(["grade", LAB])
     limits = sandbox.Limits()
-    assert (args.notebook_timeout, args.memory_mb, args.max_procs, args.output_mb) == (
-        limits.notebook_timeout,
+    assert (args.memory_mb, args.max_procs, args.output_mb) == (
         limits.memory_mb,
         limits.max_procs,
         limits.output_mb,
     )
+    # The time limits are resolved per lab (lab_time_limits): the defaults, or what the lab declares if more.
+    assert args.cell_timeout is None and args.notebook_timeout is None
 
 
 def test_shared_data_dir_matches_helpers_data(monkeypatch):
@@ -835,3 +836,49 @@ def test_grading_benchmark_loses_nothing():
     for s in summaries:
         assert not s["problems"], s["problems"]
         assert s["identical"], f"{s['lab']}: grades differ between 1 and 2 workers"
+
+
+def _course_with_source(
+    tmp_path: Path, lab: str, metadata: dict, cell_timeout: int = 120
+) -> course_mod.Course:
+    source = tmp_path / "solutions" / lab
+    source.mkdir(parents=True)
+    (source / f"{lab}.ipynb").write_text(json.dumps({"cells": [], "metadata": metadata, "nbformat": 4}))
+    folders = {name: tmp_path / name for name in ("release", "submitted", "autograded", "feedback")}
+    return course_mod.Course(
+        tmp_path, tmp_path / "nbgrader_config.py", tmp_path / "solutions", **folders,
+        db_path=tmp_path / "grading" / "gradebook.db", cell_timeout=cell_timeout,
+    )  # fmt: skip
+
+
+def test_a_lab_that_trains_is_graded_with_the_time_its_source_declares(tmp_path):
+    declared = {"seglabs": {"grading": {"cell_timeout_s": 900, "notebook_timeout_s": 1800}}}
+    course = _course_with_source(tmp_path, "04_fcn", declared)
+    assert course_mod.lab_time_limits(course, "04_fcn") == (900, 1800)
+    plain = _course_with_source(tmp_path / "plain", "00_getting_started", {})
+    assert course_mod.lab_time_limits(plain, "00_getting_started") == (120, sandbox.Limits().notebook_timeout)
+    # A course that already allows more keeps its own limit: the lab's is a floor, not a cap.
+    generous = _course_with_source(tmp_path / "generous", "04_fcn", declared, cell_timeout=1200)
+    assert course_mod.lab_time_limits(generous, "04_fcn") == (1200, 1800)
+    report = course_mod.GradeReport(
+        "04_fcn", [], 1.0, time_note=course_mod.time_note(sandbox.Limits(900, 1800))
+    )
+    assert "time limits: 900 s per cell, 1800 s per submission" in course_mod.grade_summary(report)
+
+
+def test_a_bad_declared_time_limit_names_the_file_and_the_key(tmp_path):
+    course = _course_with_source(tmp_path, "04_fcn", {"seglabs": {"grading": {"cell_timeout_s": "lots"}}})
+    with pytest.raises(
+        course_mod.CourseError, match=r"04_fcn\.ipynb: metadata\.seglabs\.grading\.cell_timeout_s"
+    ):
+        course_mod.lab_time_limits(course, "04_fcn")
+
+
+@pytest.mark.parametrize("lab", ["04_fcn", "05_classifier_to_fcn"])
+def test_the_labs_that_train_declare_more_time_than_the_defaults(lab):
+    if lab not in lab_names():
+        pytest.skip(f"{lab} is not present")
+    declared = read(solution_path(lab)).metadata["seglabs"]["grading"]
+    defaults = sandbox.Limits()
+    assert declared["cell_timeout_s"] > defaults.cell_timeout, declared
+    assert declared["notebook_timeout_s"] >= defaults.notebook_timeout, declared
