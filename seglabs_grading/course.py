@@ -1052,7 +1052,7 @@ def lab_time_limits(course: Course, lab: str) -> tuple[int, int]:
     lab that trains is not cut short by the defaults. Read from the instructor's source, never a submission."""
     path = course.source / lab / f"{lab}.ipynb"
     try:
-        meta = json.loads(path.read_text()).get("metadata", {})
+        meta = cells.read(path).metadata
     except (OSError, ValueError) as err:
         raise CourseError(f"cannot read {path}: {err}") from err
     declared = meta.get(TIME_LIMITS_KEY[0], {}).get(TIME_LIMITS_KEY[1], {})

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -87,17 +86,9 @@ def _hugetlb_for_children(root: Path):
 
 
 def _remove_tree(folder: Path) -> None:
-    """Remove a cgroup and its child groups (a group just emptied may refuse for a moment: retry)."""
-    for sub in [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []:
-        _remove_tree(sub)
-    for _ in range(100):
-        try:
-            folder.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
+    """Remove a cgroup and its child groups, children first."""
+    for group in reversed(cgroup._subtree(folder)):
+        cgroup._rmdir(group)
 
 
 def test_v2_prepare_moves_the_grader_into_a_leaf_and_makes_kernel_groups_beside_it():
